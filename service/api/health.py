@@ -1,0 +1,52 @@
+"""Probes: `/healthz` says the process serves requests, `/readyz` that its dependencies answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify
+
+from ..db import db
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """200 when both the broker and the database answer; 503 naming the one that does not."""
+    checks = {"broker": _check_broker(), "database": _check_database()}
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ok" if ready else "unavailable", "checks": checks}), (
+        200 if ready else 503
+    )
+
+
+def _check_broker() -> str:
+    celery_app = current_app.extensions["celery"]
+    try:
+        # A fresh connection: the pooled one may report success on a broken socket.
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            conn.default_channel.client.ping() if hasattr(conn.default_channel, "client") else None
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported as text
+        return f"error: {type(exc).__name__}: {exc}"
+
+
+def _check_database() -> str:
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - as above
+        db.session.rollback()
+        return f"error: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: Any) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""

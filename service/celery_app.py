@@ -1,0 +1,48 @@
+"""Celery wired to Flask the official way: `celery_init_app` and a Task class with an app context.
+
+Every task body runs inside `app.app_context()`, and the database session is the task's own:
+committed when the task returns, rolled back when it raises, removed either way, so nothing
+leaks into the next task a worker process runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+from flask import Flask
+
+from .config import celery_settings
+from .db import db
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app for `app`, configured from `app.config["CELERY"]`."""
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                try:
+                    result = self.run(*args, **kwargs)
+                    db.session.commit()
+                    return result
+                except BaseException:
+                    db.session.rollback()
+                    raise
+                finally:
+                    db.session.remove()
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_settings(app.config["CELERY"]))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+
+    @worker_process_init.connect(weak=False)
+    def _fresh_connections(**_: Any) -> None:
+        # Prefork children inherit the parent's pooled database connections; sharing a socket
+        # across processes corrupts it, so every child starts with an empty pool.
+        with app.app_context():
+            db.engine.dispose(close=False)
+
+    return celery_app

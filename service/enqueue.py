@@ -1,0 +1,116 @@
+"""Enqueue a job so that it is recorded once, published once, and never half-written.
+
+The job's rows (its `jobs` row and any domain row the task will read) are committed before the
+message is published, because a worker may start the task the instant it is published. If
+publishing fails (broker down), those rows are deleted again and the caller answers 503. With
+an `Idempotency-Key`, the key's unique constraint makes a retried request return the first job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+from celery import Task
+
+from .db import db
+from .models import Job
+from .routing import queue_for
+
+#: What a failed publish raises when the broker cannot be reached.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not take the message; nothing was recorded."""
+
+
+class IdempotencyConflict(Exception):
+    """The key was already used for a different request."""
+
+
+@dataclass
+class Enqueued:
+    job: Job
+    created: bool
+
+
+@dataclass
+class JobRequest:
+    """What to run: the task, its arguments (ids and plain values), scheduling options."""
+
+    kind: str
+    task: Task
+    args: tuple[Any, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Rows the job needs, created in the same transaction as the job (e.g. an export row).
+    #: Called with the job id; returns the rows it added and the task arguments.
+    prepare: Callable[[str], tuple[list[Any], tuple[Any, ...]]] | None = None
+
+
+def fingerprint(kind: str, body: Any) -> str:
+    """A digest of the request, to tell a retry from a different request with the same key."""
+    canonical = json.dumps([kind, body], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> Enqueued:
+    """Record and publish the job, or return the job already recorded under the key."""
+    digest = fingerprint(req.kind, body)
+    if idempotency_key is not None:
+        existing = _by_key(idempotency_key, digest)
+        if existing is not None:
+            return Enqueued(existing, created=False)
+
+    job_id = str(uuid.uuid4())
+    rows, args = req.prepare(job_id) if req.prepare else ([], req.args)
+    job = Job(
+        id=job_id,
+        kind=req.kind,
+        task_name=req.task.name,
+        queue=queue_for(req.task.name),
+        idempotency_key=idempotency_key,
+        request_fingerprint=digest,
+    )
+    db.session.add(job)
+    try:
+        db.session.commit()
+    except sqlalchemy.exc.IntegrityError:
+        # Another request with the same key committed first: answer with its job.
+        db.session.rollback()
+        existing = _by_key(idempotency_key, digest) if idempotency_key else None
+        if existing is None:
+            raise
+        return Enqueued(existing, created=False)
+
+    try:
+        req.task.apply_async(args, task_id=job_id, ignore_result=False, **req.options)
+    except BaseException as exc:
+        # Not published, so not a job: remove what was recorded for it.
+        for row in [job, *reversed(rows)]:
+            db.session.delete(row)
+        db.session.commit()
+        if isinstance(exc, BROKER_ERRORS):
+            raise BrokerUnavailable(str(exc)) from exc
+        raise
+    return Enqueued(job, created=True)
+
+
+def _by_key(key: str, digest: str) -> Job | None:
+    job = db.session.execute(db.select(Job).filter_by(idempotency_key=key)).scalar_one_or_none()
+    if job is not None and job.request_fingerprint != digest:
+        raise IdempotencyConflict(key)
+    return job

@@ -1,0 +1,180 @@
+"""The rows the tasks read and write: users, notifications, invoices, exports, webhooks, jobs.
+
+Every table that records a side effect carries a unique key for it (`idempotency_key`,
+`event_id`, ...), so a task that runs twice finds the first run's row instead of repeating
+the effect.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import UTCDateTime, db, utcnow
+
+JSON = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
+
+
+class User(db.Model):  # type: ignore[name-defined,misc]
+    """A customer account; trial users expire nightly and get a reminder before that."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    plan: Mapped[str] = mapped_column(sa.String(20), default="trial", index=True)
+    trial_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    trial_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "plan": self.plan,
+            "trial_ends_at": _iso(self.trial_ends_at),
+            "trial_expired_at": _iso(self.trial_expired_at),
+        }
+
+
+class EmailLog(db.Model):  # type: ignore[name-defined,misc]
+    """One row per mail handed to the SMTP server; the key makes a resend a no-op."""
+
+    __tablename__ = "email_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    recipient: Mapped[str] = mapped_column(sa.String(320))
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    message_id: Mapped[str] = mapped_column(sa.String(300))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Invoice(db.Model):  # type: ignore[name-defined,misc]
+    """An invoice and its lines; `pdf_path` is set once its PDF has been rendered."""
+
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    total_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    pdf_path: Mapped[str | None] = mapped_column(sa.String(500))
+    rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "number": self.number,
+            "user_id": self.user_id,
+            "currency": self.currency,
+            "lines": self.lines,
+            "total_cents": self.total_cents,
+            "pdf_ready": self.pdf_path is not None,
+            "rendered_at": _iso(self.rendered_at),
+        }
+
+
+class Export(db.Model):  # type: ignore[name-defined,misc]
+    """A CSV export of one table; the file is served by the API once `status` is done."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    table_name: Mapped[str] = mapped_column(sa.String(40))
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending")
+    row_count: Mapped[int | None] = mapped_column(sa.Integer)
+    path: Mapped[str | None] = mapped_column(sa.String(500))
+    job_id: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "table": self.table_name,
+            "status": self.status,
+            "row_count": self.row_count,
+            "job_id": self.job_id,
+            "download_url": f"/exports/{self.id}/download" if self.status == "done" else None,
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+class WebhookEndpoint(db.Model):  # type: ignore[name-defined,misc]
+    """A receiver URL and the secret its deliveries are signed with."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    secret: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "url": self.url}
+
+
+class WebhookDelivery(db.Model):  # type: ignore[name-defined,misc]
+    """One event for one endpoint; `event_id` is sent along so receivers can deduplicate."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    endpoint_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_endpoints.id"), index=True)
+    event_type: Mapped[str] = mapped_column(sa.String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    response_status: Mapped[int | None] = mapped_column(sa.Integer)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_id": self.event_id,
+            "endpoint_id": self.endpoint_id,
+            "event_type": self.event_type,
+            "status": self.status,
+            "attempts": self.attempts,
+            "response_status": self.response_status,
+            "delivered_at": _iso(self.delivered_at),
+        }
+
+
+class Job(db.Model):  # type: ignore[name-defined,misc]
+    """Every job the API enqueued, so that an id it never issued is a 404, not 'pending'.
+
+    `idempotency_key` holds the client's `Idempotency-Key` header under a unique constraint:
+    a retried POST finds this row and gets the same job back.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    task_name: Mapped[str] = mapped_column(sa.String(100))
+    queue: Mapped[str] = mapped_column(sa.String(40))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,1 @@
+"""Delivery discipline shared by every task: error classification and retry policy."""

@@ -1,0 +1,81 @@
+{{/*
+Environment shared by every application container (web, workers, beat, Flower, migrations).
+Non-secret settings are literal values, so one rendered manifest shows the whole configuration;
+secrets come only through secretKeyRef, never from a ConfigMap. Celery settings use the
+FLASK_CELERY__ prefix that the service folds into its CELERY config (contract 4).
+*/}}
+
+{{/*
+The shared env list items; the caller appends the component's own variables.
+The migrations hook runs before the chart's own Secrets exist on first install, so for it
+only user-provided Secrets (the database URL) are referenced.
+{{ include "flask-celery.env.app" (dict "ctx" $ "component" "web") | nindent 12 }}
+*/}}
+{{- define "flask-celery.env.app" -}}
+{{- $v := .ctx.Values }}
+{{- $hook := eq .component "migrations" }}
+- name: FLASK_LOG_FORMAT
+  value: json
+- name: PROMETHEUS_MULTIPROC_DIR
+  value: /var/run/prometheus
+- name: FLASK_STORAGE_DIR
+  value: {{ printf "%s/storage" $v.storage.mountPath | quote }}
+- name: FLASK_SQLALCHEMY_DATABASE_URI
+{{- if $v.database.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.database.existingSecret }}
+      key: {{ $v.database.secretKey }}
+{{- else }}
+  value: {{ printf "sqlite:///%s/flask_celery.db" $v.storage.mountPath | quote }}
+{{- end }}
+- name: FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout
+  value: {{ $v.celery.visibilityTimeoutSeconds | int | quote }}
+{{- if not $hook }}
+- name: FLASK_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flask-celery.app.secretName" .ctx }}
+      key: {{ ternary $v.app.existingSecretKey "secret-key" (ne $v.app.existingSecret "") }}
+- name: FLASK_CELERY__BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flask-celery.redis.secretName" .ctx }}
+      key: {{ include "flask-celery.redis.secretKey" (dict "ctx" .ctx "key" "brokerUrl") }}
+- name: FLASK_CELERY__RESULT_BACKEND
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flask-celery.redis.secretName" .ctx }}
+      key: {{ include "flask-celery.redis.secretKey" (dict "ctx" .ctx "key" "resultBackend") }}
+{{- if $v.smtp.host }}
+- name: FLASK_SMTP_HOST
+  value: {{ $v.smtp.host | quote }}
+- name: FLASK_SMTP_PORT
+  value: {{ $v.smtp.port | int | quote }}
+{{- end }}
+{{- if $v.smtp.username }}
+- name: FLASK_SMTP_USERNAME
+  value: {{ $v.smtp.username | quote }}
+{{- end }}
+{{- if or $v.smtp.existingSecret $v.smtp.password }}
+- name: FLASK_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "flask-celery.names.component" (dict "ctx" .ctx "component" "app")) $v.smtp.existingSecret }}
+      key: {{ ternary $v.smtp.existingSecretKey "smtp-password" (ne $v.smtp.existingSecret "") }}
+{{- end }}
+- name: FLASK_MAIL_FROM
+  value: {{ $v.smtp.from | quote }}
+{{- end }}
+{{- with $v.app.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret holding FLASK_SECRET_KEY (and the SMTP password when given as a value).
+{{ include "flask-celery.app.secretName" . }}
+*/}}
+{{- define "flask-celery.app.secretName" -}}
+{{- default (include "flask-celery.names.component" (dict "ctx" . "component" "app")) .Values.app.existingSecret }}
+{{- end }}

@@ -1,0 +1,175 @@
+{{/*
+Cross-value rules the schema cannot express. Each flask-celery.validate.<rule> returns one
+message per violation, naming the values to change; flask-celery.validate.values collects them
+into a single `fail`, so a user sees every problem at once.
+*/}}
+
+{{/*
+Render nothing, or fail listing every violated rule.
+{{ include "flask-celery.validate.values" . }}
+*/}}
+{{- define "flask-celery.validate.values" -}}
+{{- $messages := list }}
+{{- $messages = append $messages (include "flask-celery.validate.workerGroups" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.timeBudget" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.autoscaling" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.beatLock" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.webShutdown" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.redis" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.flower" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.networkPolicy" .) }}
+{{- $messages = without $messages "" }}
+{{- if $messages }}
+{{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail }}
+{{- end }}
+{{- end }}
+
+{{/*
+Worker groups: at least one queue each, unique names, no queue consumed by two groups (KEDA
+would count its work twice).
+*/}}
+{{- define "flask-celery.validate.workerGroups" -}}
+{{- $out := list }}
+{{- $names := dict }}
+{{- $owner := dict }}
+{{- range $i, $g := .Values.workers.groups }}
+{{- if not $g.queues }}
+{{- $out = append $out (printf "workers.groups[%d] (%s): a worker group needs at least one queue; set workers.groups[%d].queues or remove the group." $i $g.name $i) }}
+{{- end }}
+{{- if hasKey $names $g.name }}
+{{- $out = append $out (printf "workers.groups[%d]: the group name %q is already used by workers.groups[%s]; rename workers.groups[%d].name." $i $g.name (get $names $g.name) $i) }}
+{{- else }}
+{{- $_ := set $names $g.name (toString $i) }}
+{{- end }}
+{{- range $q := $g.queues }}
+{{- if hasKey $owner $q }}
+{{- $out = append $out (printf "workers.groups[%d] (%s): queue %q is already consumed by group %q; remove it from workers.groups[%d].queues (one group per queue, so each queue is scaled once)." $i $g.name $q (get $owner $q) $i) }}
+{{- else }}
+{{- $_ := set $owner $q $g.name }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Time budget chain (design contract 3), per group:
+soft time limit < hard time limit < terminationGracePeriodSeconds, hard time limit <
+celery.visibilityTimeoutSeconds, soft shutdown timeout < grace period, and with KEDA a
+cooldownPeriod longer than the grace period.
+*/}}
+{{- define "flask-celery.validate.timeBudget" -}}
+{{- $out := list }}
+{{- $vt := .Values.celery.visibilityTimeoutSeconds | int }}
+{{- range $i, $group := .Values.workers.groups }}
+{{- $g := include "flask-celery.workers.settings" (dict "ctx" $ "group" $group) | fromYaml }}
+{{- $hard := $g.timeLimitSeconds | int }}
+{{- $soft := $g.softTimeLimitSeconds | int }}
+{{- $grace := $g.terminationGracePeriodSeconds | int }}
+{{- $p := printf "workers.groups[%d]" $i }}
+{{- if ge $soft $hard }}
+{{- $out = append $out (printf "%s (%s): softTimeLimitSeconds (%d) must be less than timeLimitSeconds (%d); lower %s.softTimeLimitSeconds or raise %s.timeLimitSeconds (or workers.defaults.*)." $p $group.name $soft $hard $p $p) }}
+{{- end }}
+{{- if ge $hard $grace }}
+{{- $out = append $out (printf "%s (%s): timeLimitSeconds (%d) must be less than terminationGracePeriodSeconds (%d), or Kubernetes kills running tasks during warm shutdown; raise %s.terminationGracePeriodSeconds (or unset it to get timeLimitSeconds + workers.shutdownMarginSeconds) or lower %s.timeLimitSeconds." $p $group.name $hard $grace $p $p) }}
+{{- end }}
+{{- if ge $hard $vt }}
+{{- $out = append $out (printf "%s (%s): timeLimitSeconds (%d) must be less than celery.visibilityTimeoutSeconds (%d), or Redis redelivers tasks that are still running; raise celery.visibilityTimeoutSeconds or lower %s.timeLimitSeconds." $p $group.name $hard $vt $p) }}
+{{- end }}
+{{- if ge ($g.softShutdownTimeoutSeconds | int) $grace }}
+{{- $out = append $out (printf "%s (%s): softShutdownTimeoutSeconds (%d) must be less than terminationGracePeriodSeconds (%d); lower %s.softShutdownTimeoutSeconds (or workers.defaults.softShutdownTimeoutSeconds) or raise %s.terminationGracePeriodSeconds." $p $group.name ($g.softShutdownTimeoutSeconds | int) $grace $p $p) }}
+{{- end }}
+{{- if and $.Values.keda.enabled (le ($g.keda.cooldownPeriod | int) $grace) }}
+{{- $out = append $out (printf "%s (%s): keda.cooldownPeriod (%d) must be greater than terminationGracePeriodSeconds (%d), so a group is not scaled to zero while a pod is still shutting down; raise %s.keda.cooldownPeriod (or unset it to get the grace period + 60)." $p $group.name ($g.keda.cooldownPeriod | int) $grace $p) }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Replica bounds: min <= max, and scale to zero only with KEDA (an HPA cannot go below one).
+*/}}
+{{- define "flask-celery.validate.autoscaling" -}}
+{{- $out := list }}
+{{- range $i, $group := .Values.workers.groups }}
+{{- $g := include "flask-celery.workers.settings" (dict "ctx" $ "group" $group) | fromYaml }}
+{{- $p := printf "workers.groups[%d]" $i }}
+{{- if gt ($g.minReplicas | int) ($g.maxReplicas | int) }}
+{{- $out = append $out (printf "%s (%s): minReplicas (%d) must not exceed maxReplicas (%d); change %s.minReplicas or %s.maxReplicas." $p $group.name ($g.minReplicas | int) ($g.maxReplicas | int) $p $p) }}
+{{- end }}
+{{- if and (not $.Values.keda.enabled) $g.autoscaling.enabled (lt ($g.minReplicas | int) 1) }}
+{{- $out = append $out (printf "%s (%s): minReplicas 0 needs KEDA; a CPU HorizontalPodAutoscaler cannot scale to zero. Set keda.enabled=true or %s.minReplicas >= 1." $p $group.name $p) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.web.autoscaling.enabled (gt (.Values.web.autoscaling.minReplicas | int) (.Values.web.autoscaling.maxReplicas | int)) }}
+{{- $out = append $out "web.autoscaling.minReplicas must not exceed web.autoscaling.maxReplicas." }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Beat leader lock: the leader renews the lock once per loop, so the lock must outlive the
+longest loop or a second beat takes over while the first still runs.
+*/}}
+{{- define "flask-celery.validate.beatLock" -}}
+{{- $b := .Values.beat }}
+{{- if and $b.enabled (le ($b.lockTimeoutSeconds | int) ($b.maxLoopIntervalSeconds | int)) }}
+{{- printf "beat.lockTimeoutSeconds (%d) must be greater than beat.maxLoopIntervalSeconds (%d), or the leader lock expires between two renewals and a second beat sends duplicates; raise beat.lockTimeoutSeconds or lower beat.maxLoopIntervalSeconds." ($b.lockTimeoutSeconds | int) ($b.maxLoopIntervalSeconds | int) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Web shutdown: gunicorn's graceful timeout must fit in the pod's grace period.
+*/}}
+{{- define "flask-celery.validate.webShutdown" -}}
+{{- $w := .Values.web }}
+{{- if ge ($w.gracefulTimeoutSeconds | int) ($w.terminationGracePeriodSeconds | int) }}
+{{- printf "web.gracefulTimeoutSeconds (%d) must be less than web.terminationGracePeriodSeconds (%d), or Kubernetes kills requests gunicorn is still finishing; lower web.gracefulTimeoutSeconds or raise web.terminationGracePeriodSeconds." ($w.gracefulTimeoutSeconds | int) ($w.terminationGracePeriodSeconds | int) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Redis: an external Redis needs its Secret and host; broker and results use different databases.
+*/}}
+{{- define "flask-celery.validate.redis" -}}
+{{- $out := list }}
+{{- if not .Values.redis.enabled }}
+{{- if not .Values.externalRedis.existingSecret }}
+{{- $out = append $out "redis.enabled=false needs externalRedis.existingSecret: a Secret holding the broker and result backend URLs (keys externalRedis.brokerUrlKey, externalRedis.resultBackendKey)." }}
+{{- end }}
+{{- if and .Values.keda.enabled (not .Values.externalRedis.host) }}
+{{- $out = append $out "redis.enabled=false with keda.enabled=true needs externalRedis.host (and externalRedis.port): KEDA reads the queue lengths from it." }}
+{{- end }}
+{{- end }}
+{{- if eq (.Values.redis.brokerDatabase | int) (.Values.redis.resultDatabase | int) }}
+{{- $out = append $out (printf "redis.brokerDatabase and redis.resultDatabase are both %d; use two database indexes so results never mix with queues." (.Values.redis.brokerDatabase | int)) }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Flower: OAuth needs a provider and the Secret with the client credentials.
+*/}}
+{{- define "flask-celery.validate.flower" -}}
+{{- $o := .Values.flower.oauth }}
+{{- if and .Values.flower.enabled $o.enabled (or (not $o.provider) (not $o.existingSecret)) }}
+{{- print "flower.oauth.enabled=true needs flower.oauth.provider and flower.oauth.existingSecret (with keys flower.oauth.keyKey and flower.oauth.secretKey)." }}
+{{- end }}
+{{- end }}
+
+{{/*
+Network policies: internet egress names existing worker groups.
+*/}}
+{{- define "flask-celery.validate.networkPolicy" -}}
+{{- $out := list }}
+{{- if .Values.networkPolicy.enabled }}
+{{- $names := list }}
+{{- range .Values.workers.groups }}{{ $names = append $names .name }}{{ end }}
+{{- range .Values.networkPolicy.internet.groups }}
+{{- if not (has . $names) }}
+{{- $out = append $out (printf "networkPolicy.internet.groups names %q, which is not a worker group; fix networkPolicy.internet.groups or workers.groups." .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ from typing import Any
 from flask import Flask
 
 from . import api, db, tasks
-from .observability import logging as logs
 from .celery_app import celery_init_app
 from .config import DEFAULTS, merge
+from .observability import logging as logs
 
 __all__ = ["create_app", "tasks"]
 
@@ -22,7 +23,8 @@ __all__ = ["create_app", "tasks"]
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then `FLASK_*` environment variables, then `config`."""
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(DEFAULTS)
+    # a deep copy: from_prefixed_env writes into nested dicts, which must not be the defaults
+    app.config.from_mapping(copy.deepcopy(DEFAULTS))
     app.config.from_prefixed_env()
     if config:
         # merged, so a test may override one Celery setting without restating the rest

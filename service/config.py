@@ -52,7 +52,12 @@ CELERY_DEFAULTS: dict[str, Any] = {
         "socket_connect_timeout": 3,
         "socket_timeout": 10,
     },
-    "result_backend_transport_options": {"socket_connect_timeout": 3, "socket_timeout": 10},
+    "result_backend_transport_options": {
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
+        # Publishing subscribes to the result channel first; bound that wait like the publish.
+        "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+    },
     # Publishing gives up quickly so that the API can answer 503 while the broker is down.
     "task_publish_retry_policy": {
         "max_retries": 2,

@@ -34,6 +34,17 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_broker_error(exc: BaseException) -> bool:
+    """True when `exc` means Redis (broker or result store) could not be reached.
+
+    Celery's Redis result store subscribes to the job's result channel before publishing; when
+    it cannot reconnect it raises RuntimeError caused by the connection error.
+    """
+    if isinstance(exc, RuntimeError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return isinstance(exc, BROKER_ERRORS)
+
+
 class BrokerUnavailable(Exception):
     """The broker could not take the message; nothing was recorded."""
 
@@ -103,7 +114,7 @@ def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> E
         for row in [job, *reversed(rows)]:
             db.session.delete(row)
         db.session.commit()
-        if isinstance(exc, BROKER_ERRORS):
+        if is_broker_error(exc):
             raise BrokerUnavailable(str(exc)) from exc
         raise
     return Enqueued(job, created=True)

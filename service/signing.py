@@ -23,7 +23,11 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
 
 
 def verify(
-    secret: str, body: bytes, header: str, tolerance: int = DEFAULT_TOLERANCE, now: float | None = None
+    secret: str,
+    body: bytes,
+    header: str,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: float | None = None,
 ) -> bool:
     """True when `header` is a valid, fresh signature of `body` under `secret`."""
     try:

@@ -40,7 +40,9 @@ def parse_body(model: type[B]) -> B:
     """Validate the JSON request body against `model`, or raise a 400 naming the field."""
     if not request.is_json:
         raise ApiError(
-            415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
         )
     raw = request.get_data(cache=True)
     try:

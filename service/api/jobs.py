@@ -81,7 +81,9 @@ def _accept(req: JobRequest, body: Schedule) -> tuple[Response, int]:
             f"{IDEMPOTENCY_HEADER} was already used for a different request",
         ) from None
     except BrokerUnavailable:
-        raise ApiError(503, "broker_unavailable", "the job queue is unreachable; retry later") from None
+        raise ApiError(
+            503, "broker_unavailable", "the job queue is unreachable; retry later"
+        ) from None
     job = result.job
     response = jsonify(
         {"job_id": job.id, "status_url": url_for("jobs.status", job_id=job.id), "kind": job.kind}
@@ -168,7 +170,9 @@ def status(job_id: str) -> Response:
     try:
         celery_state, info = result.state, result.info
     except BROKER_ERRORS:
-        raise ApiError(503, "result_backend_unavailable", "job states are unreachable; retry later") from None
+        raise ApiError(
+            503, "result_backend_unavailable", "job states are unreachable; retry later"
+        ) from None
     state = STATES.get(celery_state, celery_state.lower())
     return jsonify(
         {
@@ -192,4 +196,3 @@ def _error(state: str, info: Any) -> str | None:
     if state in ("FAILURE", "RETRY") and isinstance(info, BaseException):
         return f"{type(info).__name__}: {info}"
     return None
-

@@ -40,7 +40,12 @@ JOB_ENDPOINTS = (
 CREATE_ENDPOINTS = (
     ("/users", "Create a trial user", "NewUser", "The user"),
     ("/invoices", "Create an invoice", "NewInvoice", "The invoice"),
-    ("/webhook-endpoints", "Register a webhook receiver", "NewWebhookEndpoint", "The endpoint and its secret"),
+    (
+        "/webhook-endpoints",
+        "Register a webhook receiver",
+        "NewWebhookEndpoint",
+        "The endpoint and its secret",
+    ),
 )
 #: (path, summary) of the reads.
 READ_ENDPOINTS = (
@@ -80,9 +85,7 @@ def build() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "job_id": {"type": "string"},
-            "state": {
-                "enum": ["pending", "started", "progress", "retry", "success", "failure"]
-            },
+            "state": {"enum": ["pending", "started", "progress", "retry", "success", "failure"]},
             "ready": {"type": "boolean"},
             "successful": {"type": "boolean"},
             "value": {},
@@ -129,7 +132,10 @@ def build() -> dict[str, Any]:
             "get": {
                 "summary": summary,
                 "parameters": [id_param],
-                "responses": {"200": {"description": summary}, "404": {"$ref": "#/components/responses/Error"}},
+                "responses": {
+                    "200": {"description": summary},
+                    "404": {"$ref": "#/components/responses/Error"},
+                },
             }
         }
     paths["/jobs/{job_id}"] = {
@@ -151,8 +157,19 @@ def build() -> dict[str, Any]:
             },
         }
     }
-    for path, summary in (("/healthz", "The process serves requests"), ("/readyz", "Broker and database answer")):
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "ok"}, "503": {"description": "not ready"}}}}
+    for path, summary in (
+        ("/healthz", "The process serves requests"),
+        ("/readyz", "Broker and database answer"),
+    ):
+        paths[path] = {
+            "get": {
+                "summary": summary,
+                "responses": {"200": {"description": "ok"}, "503": {"description": "not ready"}},
+            }
+        }
+    paths["/openapi.json"] = {
+        "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-celery", "version": "0.1.0"},
@@ -160,7 +177,10 @@ def build() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "responses": {
-                "BadRequest": {"description": "Invalid input; nothing was enqueued", "content": error_content},
+                "BadRequest": {
+                    "description": "Invalid input; nothing was enqueued",
+                    "content": error_content,
+                },
                 "Error": {"description": "Error", "content": error_content},
             },
         },

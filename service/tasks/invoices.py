@@ -29,7 +29,9 @@ def render_invoice(invoice: Invoice) -> bytes:
     pdf.set_font("Helvetica", "B", 18)
     pdf.cell(0, 12, f"Invoice {invoice.number}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=11)
-    pdf.cell(0, 7, f"Customer: {invoice.user.name} <{invoice.user.email}>", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0, 7, f"Customer: {invoice.user.name} <{invoice.user.email}>", new_x="LMARGIN", new_y="NEXT"
+    )
     pdf.cell(0, 7, f"Date: {invoice.created_at:%Y-%m-%d}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
     pdf.set_font("Helvetica", "B", 11)

@@ -70,7 +70,9 @@ def deliver(self: Task, delivery_id: int) -> dict[str, Any]:
         db.session.commit()
         retry_after = _retry_after(response)
         if retry_after is not None:
-            raise self.retry(countdown=retry_after, exc=TransientError(f"HTTP {response.status_code}"))
+            raise self.retry(
+                countdown=retry_after, exc=TransientError(f"HTTP {response.status_code}")
+            )
         raise TransientError(f"receiver answered HTTP {response.status_code}")
     delivery.status = "failed"
     db.session.commit()

@@ -1,0 +1,238 @@
+"""Every kind of job, enqueued through the real HTTP API and run by real workers.
+
+Each test asserts the job's effect where it lands: the SMTP sink, the PDF on disk, the CSV
+download, the webhook receiver, the rows a periodic task changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import sqlalchemy as sa
+from pypdf import PdfReader
+
+from service.db import db, utcnow
+from service.models import EmailLog, User
+from service.signing import verify
+from service.sinks import SmtpSink, WebhookSink
+from tests.conftest import wait_until
+from tests.integration.conftest import wait_for_job
+
+
+def new_user(api: httpx.Client, **extra: Any) -> dict[str, Any]:
+    email = f"user-{uuid4().hex[:10]}@example.com"
+    response = api.post("/users", json={"email": email, "name": "Ada Lovelace", **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_add_job_answers_at_once_and_reports_the_sum(api: httpx.Client) -> None:
+    response = api.post("/jobs/add", json={"a": 2, "b": 3})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status_url"] == f"/jobs/{body['job_id']}"
+    status = wait_for_job(api, body["status_url"])
+    assert status["state"] == "success" and status["successful"] is True
+    assert status["value"] == 5
+    assert status["error"] is None
+
+
+def test_welcome_email_reaches_the_smtp_server_once(api: httpx.Client, smtp_sink: SmtpSink) -> None:
+    user = new_user(api)
+    first = api.post("/jobs/welcome-email", json={"user_id": user["id"]}).json()
+    assert wait_for_job(api, first["status_url"])["value"]["status"] == "sent"
+    second = api.post("/jobs/welcome-email", json={"user_id": user["id"]}).json()
+    assert wait_for_job(api, second["status_url"])["value"]["status"] == "already_sent"
+
+    mails = [m for m in smtp_sink.messages() if m["To"] == user["email"]]
+    assert len(mails) == 1
+    assert mails[0]["Subject"] == "Welcome, Ada Lovelace"
+    assert "welcome aboard" in mails[0].get_content()
+
+
+def test_invoice_pdf_is_rendered_and_downloadable(api: httpx.Client) -> None:
+    user = new_user(api)
+    invoice = api.post(
+        "/invoices",
+        json={
+            "user_id": user["id"],
+            "currency": "EUR",
+            "lines": [
+                {"description": "Consulting", "quantity": 3, "unit_price_cents": 12000},
+                {"description": "Travel", "quantity": 1, "unit_price_cents": 4550},
+            ],
+        },
+    ).json()
+    job = api.post("/jobs/invoice-pdf", json={"invoice_id": invoice["id"]}).json()
+    assert wait_for_job(api, job["status_url"])["state"] == "success"
+
+    assert api.get(f"/invoices/{invoice['id']}").json()["pdf_ready"] is True
+    pdf = api.get(f"/invoices/{invoice['id']}/pdf")
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert invoice["number"] in text
+    assert "Consulting" in text and "405.50 EUR" in text
+
+
+def test_export_writes_every_row_and_reports_progress(api: httpx.Client, stack_app: Any) -> None:
+    users = [new_user(api) for _ in range(3)]
+    job = api.post("/jobs/export", json={"table": "users"}).json()
+    status = wait_for_job(api, job["status_url"])
+    assert status["state"] == "success"
+    export_id = status["value"]["export_id"]
+
+    export = api.get(f"/exports/{export_id}").json()
+    assert export["status"] == "done"
+    download = api.get(export["download_url"])
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    with stack_app.app_context():
+        expected = db.session.scalar(sa.select(sa.func.count()).select_from(User))
+    assert len(rows) == export["row_count"] == expected
+    assert {u["email"] for u in users} <= {r["email"] for r in rows}
+    assert [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)
+
+
+def test_export_progress_is_visible_while_it_runs(api: httpx.Client, stack_app: Any) -> None:
+    with stack_app.app_context():
+        db.session.add_all(
+            User(email=f"bulk-{uuid4().hex}@example.com", name="Bulk") for _ in range(3000)
+        )
+        db.session.commit()
+    job = api.post("/jobs/export", json={"table": "users"}).json()
+
+    def progress() -> dict[str, Any] | None:
+        status = api.get(job["status_url"]).json()
+        assert status["state"] != "success", "finished before a PROGRESS state could be read"
+        return status if status["state"] == "progress" else None
+
+    seen = wait_until(progress, timeout=30, interval=0.005, what="PROGRESS state")
+    assert 0 < seen["progress"]["done"] <= seen["progress"]["total"]
+    assert seen["ready"] is False
+    assert wait_for_job(api, job["status_url"])["state"] == "success"
+
+
+def test_webhook_is_signed_and_delivered(api: httpx.Client, webhook_sink: WebhookSink) -> None:
+    endpoint = api.post(
+        "/webhook-endpoints", json={"url": f"{webhook_sink.url}/hooks/signed"}
+    ).json()
+    webhook_sink.secrets["/hooks/signed"] = endpoint["secret"]
+    job = api.post(
+        "/jobs/webhook",
+        json={
+            "endpoint_id": endpoint["id"],
+            "event_type": "invoice.paid",
+            "payload": {"invoice": 42},
+        },
+    ).json()
+    status = wait_for_job(api, job["status_url"])
+    assert status["value"] == {"status": "delivered", "response_status": 200}
+
+    [received] = webhook_sink.received("/hooks/signed")
+    assert received["signature_valid"] is True
+    event = json.loads(received["body"])
+    assert event["type"] == "invoice.paid" and event["data"] == {"invoice": 42}
+    assert received["event_id"] == event["id"]
+    assert not verify("another-secret-entirely", received["body"].encode(), "t=1,v1=00")
+
+
+def test_webhook_retries_a_5xx_then_delivers_with_the_same_event_id(
+    api: httpx.Client, webhook_sink: WebhookSink
+) -> None:
+    endpoint = api.post(
+        "/webhook-endpoints", json={"url": f"{webhook_sink.url}/hooks/flaky"}
+    ).json()
+    webhook_sink.secrets["/hooks/flaky"] = endpoint["secret"]
+    webhook_sink.status_script["/hooks/flaky"] = [503]
+    job = api.post(
+        "/jobs/webhook", json={"endpoint_id": endpoint["id"], "event_type": "x.y", "payload": {}}
+    ).json()
+    assert wait_for_job(api, job["status_url"], timeout=60)["state"] == "success"
+    calls = webhook_sink.received("/hooks/flaky")
+    assert [c["answered"] for c in calls] == [503, 200]
+    assert calls[0]["event_id"] == calls[1]["event_id"]
+
+
+def test_expire_trials_changes_only_ended_trials(api: httpx.Client, stack_app: Any) -> None:
+    ended, running = new_user(api), new_user(api)
+    with stack_app.app_context():
+        db.session.get(User, ended["id"]).trial_ends_at = utcnow() - timedelta(minutes=1)
+        db.session.commit()
+    job = api.post("/jobs/periodic", json={"task": "expire_trials"}).json()
+    assert wait_for_job(api, job["status_url"])["value"]["expired"] >= 1
+    assert api.get(f"/users/{ended['id']}").json()["plan"] == "expired"
+    assert api.get(f"/users/{running['id']}").json()["plan"] == "trial"
+
+
+def test_trial_reminders_mail_only_trials_ending_soon(
+    api: httpx.Client, stack_app: Any, smtp_sink: SmtpSink
+) -> None:
+    soon, later = new_user(api), new_user(api)
+    with stack_app.app_context():
+        db.session.get(User, soon["id"]).trial_ends_at = utcnow() + timedelta(hours=3)
+        db.session.commit()
+    for _ in range(2):  # a second run for the same trial end must not mail again
+        job = api.post("/jobs/periodic", json={"task": "queue_trial_reminders"}).json()
+        wait_for_job(api, job["status_url"])
+
+        def reminded() -> int:
+            with stack_app.app_context():
+                return db.session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(EmailLog)
+                    .where(EmailLog.user_id == soon["id"], EmailLog.kind == "trial_reminder")
+                )
+
+        wait_until(reminded, what="reminder recorded")
+    recipients = [m["To"] for m in smtp_sink.messages() if m["Subject"] == "Your trial ends soon"]
+    assert recipients.count(soon["email"]) == 1
+    assert later["email"] not in recipients
+
+
+def test_countdown_delays_the_job(api: httpx.Client) -> None:
+    job = api.post("/jobs/add", json={"a": 1, "b": 1, "countdown": 2}).json()
+    assert api.get(job["status_url"]).json()["state"] == "pending"
+    assert wait_for_job(api, job["status_url"])["value"] == 2
+
+
+def test_idempotency_key_returns_the_same_job_without_enqueuing_again(api: httpx.Client) -> None:
+    key = {"Idempotency-Key": f"test-{uuid4()}"}
+    first = api.post("/jobs/add", json={"a": 20, "b": 22}, headers=key)
+    again = api.post("/jobs/add", json={"a": 20, "b": 22}, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = api.post("/jobs/add", json={"a": 1, "b": 1}, headers=key)
+    assert other.status_code == 422
+    assert wait_for_job(api, first.json()["status_url"])["value"] == 42
+
+
+def test_unknown_job_id_is_404(api: httpx.Client) -> None:
+    response = api.get(f"/jobs/{uuid4()}")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+def test_a_permanent_failure_is_reported_with_its_error(api: httpx.Client, stack_app: Any) -> None:
+    user = new_user(api)
+    job = api.post("/jobs/welcome-email", json={"user_id": user["id"]}).json()
+    wait_for_job(api, job["status_url"])
+    with stack_app.app_context():  # the row disappears between enqueue and a second run
+        db.session.execute(sa.delete(EmailLog).where(EmailLog.user_id == user["id"]))
+        db.session.execute(sa.delete(User).where(User.id == user["id"]))
+        db.session.commit()
+    # enqueue directly: the API itself refuses ids that do not exist
+    celery_app = stack_app.extensions["celery"]
+    result = celery_app.send_task(
+        "notify.send_welcome_email", args=(user["id"],), ignore_result=False
+    )
+    result.get(timeout=30, propagate=False)
+    assert result.state == "FAILURE"
+    assert "does not exist" in str(result.result)
+    assert Path(stack_app.config["STORAGE_DIR"]).is_dir()

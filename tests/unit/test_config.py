@@ -1,0 +1,87 @@
+"""Configuration: defaults, FLASK_* overrides (upper- and lower-case), the time-budget check."""
+
+from __future__ import annotations
+
+import pytest
+
+from service import create_app
+from service.config import ConfigError, celery_settings
+
+
+def test_factory_honours_testing_config() -> None:
+    assert create_app({"TESTING": True}).testing
+
+
+def test_defaults_are_crash_safe() -> None:
+    conf = create_app().extensions["celery"].conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_ignore_result is True
+    assert conf.result_expires == 24 * 3600
+
+
+@pytest.mark.parametrize("name", ["FLASK_CELERY__BROKER_URL", "FLASK_CELERY__broker_url"])
+def test_broker_url_from_env_takes_effect_in_either_case(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "redis://broker.example:6380/3")
+    conf = create_app().extensions["celery"].conf
+    assert conf.broker_url == "redis://broker.example:6380/3"
+    assert all(key == key.lower() for key in conf.changes)  # no old-style names left behind
+
+
+def test_nested_env_override_merges_into_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout", "7200")
+    options = create_app().extensions["celery"].conf.broker_transport_options
+    assert options["visibility_timeout"] == 7200
+    assert options["socket_connect_timeout"] == 3
+
+
+def test_env_values_are_parsed_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASK_CELERY__TASK_TIME_LIMIT", "120")
+    monkeypatch.setenv("FLASK_SQLALCHEMY_DATABASE_URI", "sqlite:////tmp/elsewhere.db")
+    app = create_app()
+    assert app.extensions["celery"].conf.task_time_limit == 120
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:////tmp/elsewhere.db"
+
+
+def test_upper_case_key_wins_over_its_lower_case_default() -> None:
+    settings = celery_settings({"broker_url": "redis://a/0", "BROKER_URL": "redis://b/0"})
+    assert settings["broker_url"] == "redis://b/0"
+    assert "BROKER_URL" not in settings
+
+
+def test_visibility_timeout_shorter_than_the_time_limit_is_refused() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"visibility_timeout \(300s\) must be longer than "
+        r"task_time_limit \(600s\)",
+    ):
+        celery_settings(
+            {"task_time_limit": 600, "broker_transport_options": {"visibility_timeout": 300}}
+        )
+
+
+def test_the_app_refuses_to_start_with_a_broken_time_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLASK_CELERY__TASK_TIME_LIMIT", "5000")
+    with pytest.raises(
+        ConfigError, match="FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout"
+    ):
+        create_app()
+
+
+def test_env_overrides_do_not_leak_into_the_next_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout", "7200")
+    create_app()
+    monkeypatch.delenv("FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout")
+    options = create_app().extensions["celery"].conf.broker_transport_options
+    assert options["visibility_timeout"] == 3600
+
+
+def test_embedded_defaults_live_under_the_instance_folder() -> None:
+    app = create_app()
+    assert app.config["STORAGE_DIR"].startswith(app.instance_path)
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")

@@ -1,0 +1,52 @@
+"""The routing table (contract 2): every task routed, every queue consumed by one group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service import create_app
+from service.routing import QUEUES, TASK_ROUTES, WORKER_GROUPS
+
+VALUES = Path(__file__).resolve().parents[2] / "charts" / "flask-celery" / "values.yaml"
+
+
+def registered_tasks() -> set[str]:
+    celery_app = create_app().extensions["celery"]
+    return {
+        name
+        for name, task in celery_app.tasks.items()
+        if type(task).__module__.startswith("service.")
+    }
+
+
+def test_every_registered_task_has_a_route() -> None:
+    assert registered_tasks() == set(TASK_ROUTES)
+
+
+def test_every_route_names_a_declared_queue() -> None:
+    assert set(TASK_ROUTES.values()) <= set(QUEUES)
+
+
+def test_every_queue_is_consumed_by_exactly_one_worker_group() -> None:
+    consumed = [q for queues in WORKER_GROUPS.values() for q in queues]
+    assert sorted(consumed) == sorted(QUEUES)
+
+
+def test_every_queue_has_a_route() -> None:
+    assert set(QUEUES) == set(TASK_ROUTES.values())
+
+
+def test_celery_routes_each_task_to_its_queue() -> None:
+    router = create_app().extensions["celery"].amqp.router
+    for name, queue in TASK_ROUTES.items():
+        assert router.route({}, name)["queue"].name == queue
+
+
+def test_chart_default_worker_groups_match_the_routing_table() -> None:
+    if not VALUES.exists():
+        pytest.fail(f"{VALUES} is missing")
+    groups = yaml.safe_load(VALUES.read_text())["workers"]["groups"]
+    assert {g["name"]: tuple(g["queues"]) for g in groups} == WORKER_GROUPS

@@ -1,0 +1,32 @@
+"""Chart test fixtures: one run per installed helm binary (see chart_helpers)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The helpers module sits next to this file; putting its folder on sys.path keeps
+# `import chart_helpers` working under every pytest import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chart_helpers import helm_binaries, helm_id, render as _render  # noqa: E402
+
+
+@pytest.fixture(params=helm_binaries() or [None], ids=lambda p: helm_id(p) if p else "no-helm")
+def helm(request: pytest.FixtureRequest) -> str:
+    """One helm binary; every test that renders runs once per binary."""
+    if request.param is None:
+        pytest.skip("no helm binary in .tools/helm-*/: run `bash scripts/install-helm.sh`")
+    return request.param
+
+
+
+@pytest.fixture
+def render(helm: str) -> Callable[..., list[dict[str, Any]]]:
+    """`render(values, show_only=..., extra_args=...)` with this test's helm binary."""
+    return functools.partial(_render, helm)

@@ -132,6 +132,9 @@ def celery_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
     lower = {k: v for k, v in raw.items() if k == k.lower()}
     upper = {k.lower(): v for k, v in raw.items() if k != k.lower()}
     settings = merge(lower, upper)
+    # beat's schedule and leader lock live on the broker's Redis unless configured otherwise
+    settings.setdefault("redbeat_redis_url", settings["broker_url"])
+    settings.setdefault("redbeat_redis_options", {"socket_connect_timeout": 3, "socket_timeout": 10})
     check_time_budget(settings)
     return settings
 

@@ -1,0 +1,185 @@
+"""Worker groups: one Deployment, PDB and ScaledObject each; warm shutdown by construction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jmespath
+import yaml
+
+from chart_helpers import CHART, by_kind, container, env_of, one
+
+DEFAULT_GROUPS = [
+    {"name": "general", "queues": ["default", "email"]},
+    {"name": "reports", "queues": ["pdf", "exports"]},
+    {"name": "webhooks", "queues": ["webhooks"]},
+]
+WORKER = "rel-flask-celery-worker-{}"
+
+
+def argv(c):
+    return c["command"] + c.get("args", [])
+
+
+def flag(c, name):
+    args = argv(c)
+    return args[args.index(name) + 1]
+
+
+def test_default_worker_groups_are_exactly_the_routing_groups():
+    values = yaml.safe_load(Path(CHART, "values.yaml").read_text())
+    assert values["workers"]["groups"] == DEFAULT_GROUPS
+
+
+def test_each_group_gets_a_deployment_pdb_and_scaledobject(render):
+    docs = render({})
+    for group in ("general", "reports", "webhooks"):
+        for kind in ("Deployment", "PodDisruptionBudget", "ScaledObject"):
+            one(docs, kind, WORKER.format(group))
+
+
+def test_worker_command_consumes_the_groups_queues(render):
+    docs = render({})
+    c = container(one(docs, "Deployment", WORKER.format("reports")))
+    assert argv(c)[:4] == ["celery", "-A", "service.make_celery", "worker"]
+    assert flag(c, "--queues") == "pdf,exports"
+    assert flag(c, "--hostname") == "reports@%h"
+    assert flag(c, "--concurrency") == "4"
+    assert flag(c, "--pool") == "prefork"
+    assert flag(c, "--time-limit") == "300"
+    assert flag(c, "--soft-time-limit") == "270"
+
+
+def test_grace_period_is_hard_limit_plus_margin(render):
+    docs = render({"workers": {"shutdownMarginSeconds": 45, "groups": [
+        {"name": "general", "queues": ["default"], "timeLimitSeconds": 600, "softTimeLimitSeconds": 500},
+        {"name": "reports", "queues": ["pdf"]},
+    ]}})
+    general = one(docs, "Deployment", WORKER.format("general"))
+    reports = one(docs, "Deployment", WORKER.format("reports"))
+    assert general["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 645
+    assert reports["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 345
+
+
+def test_group_grace_period_override_wins(render):
+    docs = render({"workers": {"groups": [{"name": "general", "queues": ["default"], "terminationGracePeriodSeconds": 900}]}})
+    dep = one(docs, "Deployment", WORKER.format("general"))
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 900
+    so = one(docs, "ScaledObject", WORKER.format("general"))
+    assert so["spec"]["cooldownPeriod"] == 960
+
+
+def test_group_keys_override_defaults_key_by_key(render):
+    docs = render({"workers": {
+        "defaults": {"resources": {"requests": {"cpu": "200m", "memory": "300Mi"}}},
+        "groups": [{"name": "general", "queues": ["default"], "concurrency": 16, "pool": "threads",
+                    "resources": {"limits": {"memory": "2Gi"}}}],
+    }})
+    c = container(one(docs, "Deployment", WORKER.format("general")))
+    assert flag(c, "--concurrency") == "16" and flag(c, "--pool") == "threads"
+    assert c["resources"]["requests"] == {"cpu": "200m", "memory": "300Mi"}
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+
+
+def test_soft_shutdown_and_heartbeat_are_configured(render):
+    c = container(one(render({}), "Deployment", WORKER.format("general")))
+    env = env_of(c)
+    assert env["FLASK_CELERY__WORKER_SOFT_SHUTDOWN_TIMEOUT"]["value"] == "60.0"
+    assert env["FLASK_WORKER_HEARTBEAT_FILE"]["value"] == "/tmp/celery-worker-heartbeat"
+    assert env["PROMETHEUS_MULTIPROC_DIR"]["value"] == "/var/run/prometheus"
+
+
+def test_worker_probes_read_the_heartbeat_never_inspect_ping(render):
+    c = container(one(render({}), "Deployment", WORKER.format("general")))
+    probe = ["python", "-m", "service.probes", "worker", "--max-age", "60"]
+    assert c["livenessProbe"]["exec"]["command"] == probe
+    assert c["startupProbe"]["exec"]["command"] == probe
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 300
+    assert "inspect" not in repr(c)
+
+
+def test_worker_metrics_port_is_named_metrics(render):
+    c = container(one(render({}), "Deployment", WORKER.format("general")))
+    assert {"name": "metrics", "containerPort": 9808, "protocol": "TCP"} in c["ports"]
+
+
+def test_scaledobject_counts_waiting_and_running_tasks_of_every_queue(render):
+    so = one(render({}), "ScaledObject", WORKER.format("general"))
+    triggers = so["spec"]["triggers"]
+    assert jmespath.search("[*].metadata.listName", triggers) == [
+        "default", "flask_celery:inflight:default", "email", "flask_celery:inflight:email"]
+    assert {t["type"] for t in triggers} == {"redis"}
+    assert set(jmespath.search("[*].metadata.databaseIndex", triggers)) == {"0"}
+    names = [t["name"] for t in triggers]
+    modifiers = so["spec"]["advanced"]["scalingModifiers"]
+    assert sorted(modifiers["formula"].split(" + ")) == sorted(names)
+    assert modifiers["target"] == "4" and modifiers["metricType"] == "AverageValue"
+
+
+def test_scaledobject_uses_the_broker_database_and_trigger_authentication(render):
+    docs = render({"redis": {"brokerDatabase": 3, "resultDatabase": 4}})
+    so = one(docs, "ScaledObject", WORKER.format("webhooks"))
+    assert set(jmespath.search("spec.triggers[*].metadata.databaseIndex", so)) == {"3"}
+    assert set(jmespath.search("spec.triggers[*].authenticationRef.name", so)) == {"rel-flask-celery-redis-keda"}
+    assert jmespath.search("spec.triggers[0].metadata.address", so) == "rel-flask-celery-redis.flask-celery.svc.cluster.local:6379"
+    auth = one(docs, "TriggerAuthentication", "rel-flask-celery-redis-keda")
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "rel-flask-celery-redis", "key": "redis-password"}]
+    redis_secret = one(docs, "Secret", "rel-flask-celery-redis")
+    assert set(redis_secret["data"]) == {"redis-password", "broker-url", "result-backend-url"}
+
+
+def test_scaledobject_target_follows_group_concurrency(render):
+    docs = render({"workers": {"groups": [{"name": "general", "queues": ["default"], "concurrency": 12}]}})
+    so = one(docs, "ScaledObject", WORKER.format("general"))
+    assert so["spec"]["advanced"]["scalingModifiers"]["target"] == "12"
+    assert so["spec"]["advanced"]["scalingModifiers"]["formula"] == "waiting_default + running_default"
+
+
+def test_scale_to_zero_keeps_cooldown_above_grace_period(render):
+    docs = render({"workers": {"defaults": {"minReplicas": 0}}})
+    for so in by_kind(docs, "ScaledObject"):
+        assert so["spec"]["minReplicaCount"] == 0
+        dep = one(docs, "Deployment", so["spec"]["scaleTargetRef"]["name"])
+        assert so["spec"]["cooldownPeriod"] > dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+
+
+def test_keda_owns_replicas_when_enabled(render):
+    for dep in by_kind(render({}), "Deployment"):
+        if dep["metadata"]["labels"]["app.kubernetes.io/component"] == "worker":
+            assert "replicas" not in dep["spec"]
+
+
+def test_keda_disabled_falls_back_to_fixed_replicas(render):
+    docs = render({"keda": {"enabled": False}, "workers": {"groups": [{"name": "general", "queues": ["default"], "replicas": 3}]}})
+    assert not by_kind(docs, "ScaledObject") and not by_kind(docs, "TriggerAuthentication")
+    assert not [h for h in by_kind(docs, "HorizontalPodAutoscaler")]
+    assert one(docs, "Deployment", WORKER.format("general"))["spec"]["replicas"] == 3
+
+
+def test_keda_disabled_with_autoscaling_renders_a_cpu_hpa(render):
+    docs = render({"keda": {"enabled": False}, "workers": {"defaults": {"autoscaling": {"enabled": True}}}})
+    hpa = one(docs, "HorizontalPodAutoscaler", WORKER.format("reports"))
+    assert hpa["spec"]["scaleTargetRef"]["name"] == WORKER.format("reports")
+    assert hpa["spec"]["minReplicas"] == 1 and hpa["spec"]["maxReplicas"] == 10
+    assert jmespath.search("spec.metrics[0].resource.name", hpa) == "cpu"
+    assert "replicas" not in one(docs, "Deployment", WORKER.format("reports"))["spec"]
+
+
+def test_two_extra_groups_render_their_own_objects(render):
+    groups = [*DEFAULT_GROUPS, {"name": "bulk", "queues": ["bulk"]}, {"name": "slow", "queues": ["slow"]}]
+    docs = render({"workers": {"groups": groups}})
+    assert len(by_kind(docs, "ScaledObject")) == 5
+    dep = one(docs, "Deployment", WORKER.format("slow"))
+    assert dep["spec"]["selector"]["matchLabels"]["flask-celery.io/worker-group"] == "slow"
+    assert flag(container(dep), "--queues") == "slow"
+
+
+def test_worker_metrics_service_selects_every_worker_when_metrics_on(render):
+    assert not [s for s in by_kind(render({}), "Service") if "metrics" in s["metadata"]["name"]]
+    docs = render({"metrics": {"enabled": True}})
+    svc = one(docs, "Service", "rel-flask-celery-worker-metrics")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "worker"
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9808, "targetPort": "metrics", "protocol": "TCP"}]
+    pod = one(docs, "Deployment", WORKER.format("general"))["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9808"

@@ -13,8 +13,10 @@ from celery import Celery, Task
 from celery.signals import worker_process_init
 from flask import Flask
 
+from . import scaling  # noqa: F401 - connects the in-flight signal handlers
 from .config import celery_settings
 from .db import db
+from .liveness import Heartbeat
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -36,6 +38,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(celery_settings(app.config["CELERY"]))
     celery_app.set_default()
+    celery_app.steps["consumer"].add(Heartbeat)
     app.extensions["celery"] = celery_app
 
     @worker_process_init.connect(weak=False)

@@ -26,8 +26,9 @@ def beat(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     """A real `celery beat` whose schedule adds a one-second expiry run; yields its log."""
     env = {**stack_env, "FLASK_CELERY__BEAT_SCHEDULE": json.dumps(FAST_SCHEDULE)}
     log = tmp_path / "beat.log"
-    proc = spawn([str(BIN / "celery"), "-A", "service.make_celery", "beat", "--loglevel", "INFO"],
-                 env, log)
+    proc = spawn(
+        [str(BIN / "celery"), "-A", "service.make_celery", "beat", "--loglevel", "INFO"], env, log
+    )
     yield log
     stop(proc)
 
@@ -39,8 +40,11 @@ def test_beat_enqueues_the_schedule_and_holds_the_leader_lock(
     with stack_app.app_context():
         db.session.get(User, user["id"]).trial_ends_at = utcnow() - timedelta(seconds=1)
         db.session.commit()
-    wait_until(lambda: api.get(f"/users/{user['id']}").json()["plan"] == "expired", timeout=30,
-               what=f"beat-driven expiry (log: {beat})")
+    wait_until(
+        lambda: api.get(f"/users/{user['id']}").json()["plan"] == "expired",
+        timeout=30,
+        what=f"beat-driven expiry (log: {beat})",
+    )
     broker = redis.Redis.from_url(stack_env["FLASK_CELERY__BROKER_URL"])
     assert broker.exists("flask_celery:redbeat:lock")
     assert "expire-trials-every-second" in beat.read_text()

@@ -1,0 +1,62 @@
+"""Worker liveness: a heartbeat file touched only while the consumer is connected and consuming.
+
+`celery inspect ping` is a poor liveness probe: it needs remote control, costs a broadcast and
+answers while the worker consumes nothing. Instead a consumer bootstep touches
+`WORKER_HEARTBEAT_FILE` every few seconds from the consumer's own timer. The step starts when
+the consumer has connected and declared its queues, and stops when the connection is lost, so a
+stale file means "not consuming". The same tick prunes the in-flight sets of the worker's
+queues (see `service.scaling`). `python -m service.probes worker` checks the file's age.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from celery import bootsteps
+
+from .probes import DEFAULT_HEARTBEAT_FILE
+from .scaling import prune
+
+#: Seconds between touches; probes should allow several missed beats.
+INTERVAL = 5.0
+
+log = logging.getLogger(__name__)
+
+
+def heartbeat_file() -> Path:
+    """Where the heartbeat is written: FLASK_WORKER_HEARTBEAT_FILE, else a /tmp default."""
+    return Path(os.environ.get("FLASK_WORKER_HEARTBEAT_FILE", DEFAULT_HEARTBEAT_FILE))
+
+
+class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Consumer step: touch the heartbeat file while consuming; remove it when stopping."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.path = heartbeat_file()
+        self.tref: Any = None
+
+    def start(self, parent: Any) -> None:
+        self.beat(parent)
+        self.tref = parent.timer.call_repeatedly(INTERVAL, self.beat, (parent,), priority=10)
+
+    def stop(self, parent: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        self.path.unlink(missing_ok=True)
+
+    shutdown = stop
+
+    def beat(self, parent: Any) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+            prune(parent.app, [q.name for q in parent.task_consumer.queues])
+        except Exception as exc:  # noqa: BLE001 - a failed beat shows up as a stale file
+            log.warning("heartbeat failed: %s", exc)

@@ -133,6 +133,9 @@ checkov.io/skip1: CKV_K8S_35=The service reads its configuration from the enviro
 checkov.io/skip2: CKV_K8S_43=The image is pinned by tag (the chart's appVersion); set image.digest to pin by digest.
 {{- end }}
 {{- if ne .Values.image.pullPolicy "Always" }}
-checkov.io/skip3: CKV_K8S_15=Release tags are immutable, so IfNotPresent avoids a registry round trip on every start; set image.pullPolicy=Always to change it.
+checkov.io/skip3: CKV_K8S_15=Release tags are immutable, so IfNotPresent avoids a registry round trip on every start; set image.pullPolicy to Always to change it.
+{{- end }}
+{{- if not .Values.networkPolicy.enabled }}
+checkov.io/skip6: CKV2_K8S_6=NetworkPolicies are opt-in because their peers depend on the cluster (ingress, KEDA and Prometheus namespaces); set networkPolicy.enabled to true in production.
 {{- end }}
 {{- end }}

@@ -1,0 +1,28 @@
+"""`helm lint --strict` is clean under each helm, with defaults and with every option on."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from chart_helpers import CHART, helm_env
+
+EVERYTHING_ON = {
+    "networkPolicy": {"enabled": True},
+    "metrics": {"enabled": True},
+    "storage": {"persistence": {"enabled": True}},
+    "web": {"ingress": {"enabled": True}, "autoscaling": {"enabled": True}},
+    "database": {"existingSecret": "db"},
+}
+
+
+@pytest.mark.parametrize("values", [{}, EVERYTHING_ON], ids=["defaults", "everything-on"])
+def test_helm_lint_strict_is_clean(helm, values, tmp_path):
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    out = subprocess.run([helm, "lint", "--strict", str(CHART), "-f", str(values_file)],
+                         capture_output=True, text=True, env=helm_env())
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout

@@ -1,0 +1,440 @@
+"""The local stack behind `make run`: Redis, migrations, gunicorn, one worker per group, beat,
+Flower, and the SMTP and webhook sinks, each process's log lines behind its own prefix.
+
+All state (Redis AOF, SQLite, storage, received mails and webhooks, the Flower password) lives
+in one directory, `var/` by default. Children run in sessions of their own, so a terminal's
+Ctrl-C reaches only this process, which sends each child one SIGTERM: workers finish their
+running tasks (warm shutdown), and Redis, stopped last, flushes its AOF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler
+from importlib.metadata import version
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import redis
+from celery import Celery
+from celery.utils.nodenames import host_format
+
+from .routing import WORKER_GROUPS
+from .signing import SIGNATURE_HEADER, verify
+from .sinks import SmtpSink, WebhookSink
+
+HOST = "127.0.0.1"
+#: Our Redis tries ports from here upwards: 6379 may be a Redis the machine already runs.
+REDIS_FIRST_PORT = 6389
+BIN = Path(sys.executable).parent
+ENSURE_REDIS = Path(__file__).resolve().parent.parent / "scripts" / "ensure-redis.sh"
+#: The webhook receiver checks signatures on this path with this secret (README's example).
+DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET = "/hooks/demo", "devstack-demo-secret"
+COLOURS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94", "91")
+
+
+class DevstackError(RuntimeError):
+    """The stack cannot start or keep running; the message says what to do."""
+
+
+class Stopped(Exception):
+    """A stop was requested while the stack was starting."""
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:`port`."""
+    with socket.socket() as s:
+        # As servers bind: a closed server's connections in TIME_WAIT do not hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def http_status(url: str) -> int:
+    """The status `url` answers a GET with; OSError when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    reader: threading.Thread
+
+
+class Console:
+    """Prints lines from many sources, each behind its padded name, coloured on a terminal."""
+
+    def __init__(self, names: Sequence[str], colour: bool) -> None:
+        self.width = max(map(len, names))
+        self.colours = {n: COLOURS[i % len(COLOURS)] for i, n in enumerate(names) if colour}
+        self._lock = threading.Lock()
+
+    def say(self, name: str, line: str) -> None:
+        prefix = f"{name:<{self.width}} |"
+        if name in self.colours:
+            prefix = f"\033[{self.colours[name]}m{prefix}\033[0m"
+        with self._lock:
+            print(prefix, line, flush=True)
+
+    def pump(self, name: str, stream: IO[bytes]) -> threading.Thread:
+        """Re-print each line of `stream` under `name`, from a thread, until it closes."""
+
+        def run() -> None:
+            for raw in iter(stream.readline, b""):
+                self.say(name, raw.decode(errors="replace").rstrip())
+
+        thread = threading.Thread(target=run, name=f"pump-{name}", daemon=True)
+        thread.start()
+        return thread
+
+
+class LoggedSmtpSink(SmtpSink):
+    """The SMTP sink, saying one line per mail."""
+
+    say: Callable[[str], None] = print
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        reply = await super().handle_DATA(server, session, envelope)
+        subject = message_from_bytes(envelope.content, policy=policy.default)["subject"]
+        self.say(f"mail to {', '.join(envelope.rcpt_tos)} subject {subject!r}")
+        return reply
+
+
+class LoggedWebhookSink(WebhookSink):
+    """The webhook receiver, saying one line per request with its signature check."""
+
+    say: Callable[[str], None] = print
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        sink, base = self, super()._handler()
+
+        class Handler(base):  # type: ignore[valid-type,misc]
+            rfile: io.BufferedIOBase
+
+            def do_POST(self) -> None:  # noqa: N802
+                # The base handler consumes the body; keep a copy to check the signature here.
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.rfile = io.BytesIO(body)
+                super().do_POST()
+                secret, header = sink.secrets.get(self.path), self.headers[SIGNATURE_HEADER]
+                check = "not checked (no secret for this path)"
+                if secret:
+                    check = "valid" if verify(secret, body, header or "") else "INVALID"
+                sink.say(f"POST {self.path} ({len(body)} bytes), signature {check}")
+
+        return Handler
+
+
+class Stack:
+    """The processes of one local stack: started in order, stopped in reverse."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.state = args, args.state_dir.resolve()
+        self.groups = {f"worker-{g}": (g, queues) for g, queues in WORKER_GROUPS.items()}
+        names = ["devstack", "redis", "migrate", "web", *self.groups, "beat", "flower", "smtp"]
+        tty = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        self.console = Console([*names, "webhooks"], colour=tty)
+        self.children: list[Child] = []
+        self.redis: Child | None = None
+        self.sinks: list[SmtpSink | WebhookSink] = []
+        self.stopping, self.forced = threading.Event(), threading.Event()
+        self.env: dict[str, str] = {}
+        self.webhook_url = ""
+
+    @property
+    def everyone(self) -> list[Child]:
+        return [*self.children, *([self.redis] if self.redis else [])]
+
+    def say(self, line: str) -> None:
+        self.console.say("devstack", line)
+
+    def request_stop(self, signum: int, _frame: Any) -> None:
+        if self.stopping.is_set():
+            self.say("second signal: killing what is left")
+            self.forced.set()
+            return
+        self.say(f"{signal.Signals(signum).name}: stopping (press Ctrl-C again to kill)")
+        self.stopping.set()
+
+    def spawn(self, name: str, *cmd: str | Path) -> Child:
+        # A session of its own: a terminal's Ctrl-C reaches only us, and we forward one SIGTERM.
+        proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        return Child(name, proc, self.console.pump(name, proc.stdout))
+
+    def wait(self, check: Callable[[], object], what: str) -> None:
+        """Poll `check` until truthy; fail as soon as a child dies, or at the start timeout."""
+        deadline, last = time.monotonic() + self.args.start_timeout, "no answer"
+        while not self.stopping.wait(0.1):
+            for child in self.everyone:
+                if child.proc.poll() is not None:
+                    code = child.proc.returncode
+                    raise DevstackError(f"{child.name} exited ({code}) while starting; see above")
+            try:
+                if check():
+                    return
+            except Exception as exc:  # noqa: BLE001 - a failing check only means "not yet"
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise DevstackError(f"{what} not ready in {self.args.start_timeout:.0f}s: {last}")
+        raise Stopped
+
+    def start(self) -> None:
+        """Redis first, then the migration, the sinks and the rest; return once all answer."""
+        a = self.args
+        self.prepare_state()
+        ports = {"web": a.web_port, "smtp": a.smtp_port, "webhook": a.webhook_port}
+        ports |= {} if a.no_flower else {"flower": a.flower_port}
+        for option, port in ports.items():
+            if not port_is_free(port):
+                raise DevstackError(f"port {port} is in use: pass --{option}-port <another>")
+        self.start_broker()
+        self.migrate()
+        smtp = LoggedSmtpSink(self.state / "mail", HOST, a.smtp_port)
+        hooks = LoggedWebhookSink(self.state / "webhooks", HOST, a.webhook_port)
+        smtp.say = lambda line: self.console.say("smtp", line)
+        hooks.say = lambda line: self.console.say("webhooks", line)
+        hooks.secrets.update(s.split("=", 1) for s in a.webhook_secret)
+        self.sinks, self.webhook_url = [smtp.start(), hooks.start()], hooks.url
+        self.start_processes()
+        self.wait(lambda: http_status(f"http://{HOST}:{a.web_port}/readyz") == 200, "web")
+        self.wait(self.workers_answer, "workers")
+        if not a.no_flower:
+            self.wait(lambda: http_status(f"http://{HOST}:{a.flower_port}/") == 401, "flower")
+
+    def start_processes(self) -> None:
+        a, celery = self.args, (BIN / "celery", "-A", "service.make_celery")
+        web: list[str | Path] = [BIN / "gunicorn", "--bind", f"{HOST}:{a.web_port}"]
+        if tuple(map(int, version("gunicorn").split(".")[:2])) >= (25, 1):
+            web.append("--no-control-socket")  # else every local gunicorn shares ~/.gunicorn
+        web += ["--workers", "2", "--access-logfile", "-", "service.wsgi:app"]
+        self.children.append(self.spawn("web", *web))
+        for name, (group, queues) in self.groups.items():
+            worker = ("worker", "--queues", ",".join(queues), "--hostname", f"{group}@%h")
+            opts = ("--concurrency", "2", "--loglevel", "INFO")
+            self.children.append(self.spawn(name, *celery, *worker, *opts))
+        # RedBeat keeps the schedule in Redis; a file-based scheduler would write this file.
+        beat = ("beat", "--loglevel", "INFO", "--schedule", self.state / "celerybeat-schedule")
+        self.children.append(self.spawn("beat", *celery, *beat))
+        if not a.no_flower:
+            flower = ("flower", f"--address={HOST}", f"--port={a.flower_port}")
+            self.children.append(self.spawn("flower", *celery, *flower))
+
+    def prepare_state(self) -> None:
+        """Create the state dir and build the environment every child gets."""
+        for sub in ("redis", "storage", "mail", "webhooks"):
+            (self.state / sub).mkdir(parents=True, exist_ok=True)
+        password = self.state / "flower-password"
+        if not password.exists():
+            fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(18))
+        metrics = self.state / "prometheus"
+        shutil.rmtree(metrics, ignore_errors=True)  # a past run's multiprocess files would lie
+        metrics.mkdir()
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            "FLASK_STORAGE_DIR": str(self.state / "storage"),
+            "FLASK_SMTP_HOST": HOST,
+            "FLASK_SMTP_PORT": str(self.args.smtp_port),
+            "FLOWER_BASIC_AUTH": f"admin:{password.read_text().strip()}",
+        }
+        sqlite = f"sqlite:///{self.state / 'flask_celery.db'}"
+        self.env.setdefault("FLASK_SQLALCHEMY_DATABASE_URI", sqlite)
+
+    def start_broker(self) -> None:
+        """Use the broker named in the environment, or start our own Redis and wait for PING."""
+        env = self.env
+        given = env.get("FLASK_CELERY__BROKER_URL") or env.get("FLASK_CELERY__broker_url")
+        if given:
+            same_server = urlsplit(given)._replace(path="/1").geturl()
+            backend = env.get("FLASK_CELERY__result_backend") or same_server
+            env.setdefault("FLASK_CELERY__RESULT_BACKEND", backend)
+            env["FLASK_CELERY__BROKER_URL"] = given
+            self.say("using the broker in FLASK_CELERY__BROKER_URL; starting no Redis")
+            return
+        binary = os.environ.get("REDIS_SERVER_BIN") or self.find_redis()
+        port_file = self.state / "redis.port"
+        port = int(port_file.read_text()) if port_file.exists() else REDIS_FIRST_PORT
+        if not port_is_free(port):
+            port = next(p for p in range(REDIS_FIRST_PORT, 65536) if port_is_free(p))
+        port_file.write_text(str(port))
+        data = ("--dir", self.state / "redis", "--appendonly", "yes", "--appendfsync", "everysec")
+        self.redis = self.spawn("redis", binary, "--bind", HOST, "--port", str(port), *data)
+        env["FLASK_CELERY__BROKER_URL"] = f"redis://{HOST}:{port}/0"
+        env["FLASK_CELERY__RESULT_BACKEND"] = f"redis://{HOST}:{port}/1"
+        self.wait(lambda: redis.Redis(host=HOST, port=port).ping(), "redis")
+
+    def find_redis(self) -> str:
+        if not ENSURE_REDIS.exists():  # installed without the repository's scripts
+            return shutil.which("redis-server") or "redis-server"
+        out = subprocess.run(["bash", str(ENSURE_REDIS)], stdout=subprocess.PIPE, text=True)
+        if out.returncode:
+            raise DevstackError("no redis-server (see above), and FLASK_CELERY__BROKER_URL unset")
+        return out.stdout.strip().splitlines()[-1]
+
+    def migrate(self) -> None:
+        # Its own session like every child: a Ctrl-C now stops the stack once it is done.
+        child = self.spawn(
+            "migrate", sys.executable, "-m", "flask", "--app", "service.wsgi", "db", "upgrade"
+        )
+        code = child.proc.wait()
+        child.reader.join()
+        if self.stopping.is_set():
+            raise Stopped
+        if code:
+            raise DevstackError(f"database migration failed (exit {code}); see above")
+
+    def workers_answer(self) -> bool:
+        nodes = {host_format(f"{group}@%h") for group, _ in self.groups.values()}
+        app = Celery(broker=self.env["FLASK_CELERY__BROKER_URL"])
+        try:
+            replies = app.control.ping(destination=sorted(nodes), timeout=0.5)
+        finally:
+            app.close()
+        return nodes <= {node for reply in replies for node in reply}
+
+    def summary(self, seconds: float) -> str:
+        a, env, web = self.args, self.env, f"http://{HOST}:{self.args.web_port}"
+        password = env["FLOWER_BASIC_AUTH"].split(":", 1)[1]
+        flower = f"http://{HOST}:{a.flower_port}   user admin, password {password}"
+        rows = {
+            "API": f"{web}   (OpenAPI document: {web}/openapi.json)",
+            "Flower": "off (--no-flower)" if a.no_flower else flower,
+            "Mail": f"{self.state / 'mail'}/*.eml   (SMTP sink on {HOST}:{a.smtp_port})",
+            "Webhooks": f"{self.webhook_url}/hooks/<name>   (kept in {self.state / 'webhooks'}/)",
+            "Redis": f"{env['FLASK_CELERY__BROKER_URL']}   (results in "
+            f"{env['FLASK_CELERY__RESULT_BACKEND']})",
+            "Database": env["FLASK_SQLALCHEMY_DATABASE_URI"],
+            "Workers": ", ".join(f"{g} ({','.join(q)})" for g, q in self.groups.values()),
+        }
+        bar = "-" * 78
+        body = [f"  {key:<9} {value}" for key, value in rows.items()]
+        return "\n".join(
+            [bar, f"flask-celery is up ({seconds:.1f}s)", *body, bar, "Press Ctrl-C to stop."]
+        )
+
+    def watch(self) -> int:
+        """Block until a stop is requested (0) or a child dies on its own (1)."""
+        while not self.stopping.wait(0.5):
+            for child in self.everyone:
+                if child.proc.poll() is not None:
+                    code = child.proc.returncode
+                    self.say(f"{child.name} exited unexpectedly ({code}); stopping the rest")
+                    return 1
+        return 0
+
+    def stop(self) -> None:
+        """SIGTERM every child and wait up to the grace period; then sinks, then Redis."""
+        self.stopping.set()
+        for child in self.children:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)  # the leader only: a warm shutdown
+        deadline = time.monotonic() + self.args.grace
+        while any(c.proc.poll() is None for c in self.children):
+            if self.forced.is_set() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for child in self.children:
+            self.kill_session(child)
+        if self.children:
+            codes = ", ".join(f"{c.name} ({c.proc.returncode})" for c in self.children)
+            self.say(f"stopped {codes}")
+        for sink in self.sinks:
+            sink.stop()
+        if self.redis:
+            try:  # SHUTDOWN fsyncs the AOF before Redis exits
+                redis.Redis.from_url(self.env["FLASK_CELERY__BROKER_URL"]).shutdown()
+                self.redis.proc.wait(10)
+            except (redis.RedisError, subprocess.TimeoutExpired) as exc:
+                self.say(f"Redis did not shut down ({exc!r}); killing it")
+            self.kill_session(self.redis)
+        for child in self.everyone:
+            child.reader.join(2)
+
+    def kill_session(self, child: Child) -> None:
+        """SIGKILL whatever is left in the child's session: a straggler and its orphans."""
+        try:
+            os.killpg(child.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.proc.wait()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Every option defaults to the environment variable DEVSTACK_<OPTION>, then to a value."""
+
+    def env(name: str, default: str) -> str:
+        return os.environ.get(f"DEVSTACK_{name.upper()}", default)
+
+    p = argparse.ArgumentParser("python -m service.devstack", description=__doc__)
+    p.add_argument("--state-dir", type=Path, default=Path(env("state_dir", "var")))
+    p.add_argument("--web-port", type=int, default=int(env("web_port", "8000")))
+    p.add_argument("--flower-port", type=int, default=int(env("flower_port", "5555")))
+    p.add_argument("--smtp-port", type=int, default=int(env("smtp_port", "8025")))
+    p.add_argument("--webhook-port", type=int, default=int(env("webhook_port", "8090")))
+    secret = env("webhook_secret", f"{DEMO_WEBHOOK_PATH}={DEMO_WEBHOOK_SECRET}")
+    p.add_argument("--webhook-secret", action="append", default=[secret], metavar="PATH=SECRET")
+    p.add_argument("--no-flower", action="store_true", default=bool(env("no_flower", "")))
+    grace = float(env("grace", "30"))
+    p.add_argument("--grace", type=float, default=grace, help="seconds tasks get to finish")
+    p.add_argument("--start-timeout", type=float, default=float(env("start_timeout", "120")))
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    stack = Stack(parse_args(argv))
+    signal.signal(signal.SIGINT, stack.request_stop)
+    signal.signal(signal.SIGTERM, stack.request_stop)
+    code = 0
+    try:
+        stack.start()
+        print(stack.summary(time.monotonic() - started), flush=True)
+        code = stack.watch()
+    except Stopped:
+        pass
+    except DevstackError as exc:
+        stack.say(f"error: {exc}")
+        code = 1
+    finally:
+        stack.stop()
+    stack.say(f"exit {code}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

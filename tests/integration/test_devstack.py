@@ -1,0 +1,165 @@
+"""Smoke test of `python -m service.devstack`, the stack behind `make run`, driven over HTTP.
+
+It starts the real thing (its own Redis, gunicorn, a worker per group, beat, Flower, the sinks)
+on free ports with its state in tmp_path, runs three kinds of job through it, and stops it
+with SIGTERM as `make` would. Linux only: leftover processes are found through /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from service.devstack import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET, port_is_free
+from service.routing import WORKER_GROUPS
+from tests.conftest import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_END = "Press Ctrl-C to stop."
+
+
+@dataclass
+class Devstack:
+    proc: subprocess.Popen[bytes]
+    state: Path
+    log: Path
+    ports: dict[str, int]
+    sessions: set[int]
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['web']}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def processes() -> Iterator[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, session id) of every process, read from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid, _, sid = stat.read_text().rsplit(")", 1)[1].split()[:4]
+        except OSError:
+            continue  # it exited since the glob
+        yield int(stat.parent.name), state, int(ppid), int(sid)
+
+
+def sessions_led_by_children_of(pid: int) -> set[int]:
+    """Session ids of `pid`'s children: devstack starts each child in a session of its own."""
+    return {sid for _, _, ppid, sid in processes() if ppid == pid}
+
+
+def processes_in(sessions: set[int]) -> list[int]:
+    """Live processes in any of `sessions`: the children, and their own children."""
+    return [pid for pid, state, _, sid in processes() if sid in sessions and state != "Z"]
+
+
+@pytest.fixture
+def devstack(tmp_path: Path) -> Iterator[Devstack]:
+    """The whole `make run` stack on free ports, its own Redis included; killed if left running.
+
+    The environment names no broker or database, so the stack starts a Redis of its own (on a
+    port from 6389 upwards) and a SQLite file in its state dir, as on a fresh clone.
+    """
+    ports = {name: free_port() for name in ("web", "flower", "smtp", "webhook")}
+    state, log = tmp_path / "var", tmp_path / "devstack.log"
+    cmd = [sys.executable, "-m", "service.devstack", "--state-dir", str(state)]
+    cmd += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "DEVSTACK_"))}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stack = Devstack(proc, state, log, ports, set())
+    try:
+        wait_until(
+            lambda: SUMMARY_END in stack.output() or proc.poll() is not None,
+            timeout=90,
+            what="the devstack summary",
+        )
+        assert proc.poll() is None, f"devstack exited early:\n{stack.output()[-4000:]}"
+        stack.sessions = sessions_led_by_children_of(proc.pid)
+        yield stack
+    finally:
+        if proc.poll() is None:
+            stack.sessions |= sessions_led_by_children_of(proc.pid)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for session in stack.sessions:
+            if processes_in({session}):
+                os.killpg(session, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
+    devstack: Devstack, request: pytest.FixtureRequest
+) -> None:
+    http = httpx.Client(base_url=devstack.api, timeout=10)
+    request.addfinalizer(http.close)
+    roles = {"web", "beat", "flower", "redis"} | {f"worker-{g}" for g in WORKER_GROUPS}
+    assert len(devstack.sessions) == len(roles), devstack.sessions
+
+    email = f"smoke-{uuid4().hex[:8]}@example.com"
+    user = http.post("/users", json={"email": email, "name": "Smoke"})
+    assert user.status_code == 201, user.text
+    job = http.post("/jobs/welcome-email", json={"user_id": user.json()["id"]})
+    assert job.status_code == 202, job.text
+
+    def mail_to_user() -> bool:
+        mails = (devstack.state / "mail").glob("*.eml")
+        return any(
+            message_from_bytes(p.read_bytes(), policy=policy.default)["To"] == email for p in mails
+        )
+
+    wait_until(mail_to_user, timeout=20, what=f"a mail to {email} in the SMTP sink")
+
+    add = http.post("/jobs/add", json={"a": 2, "b": 3})
+    assert add.status_code == 202, add.text
+
+    def add_status() -> dict[str, Any]:
+        status: dict[str, Any] = http.get(add.json()["status_url"]).json()
+        return status if status["ready"] else {}
+
+    status = wait_until(add_status, timeout=20, what="jobs.add to finish")
+    assert (status["state"], status["value"]) == ("success", 5)
+
+    hook = f"http://127.0.0.1:{devstack.ports['webhook']}{DEMO_WEBHOOK_PATH}"
+    endpoint = http.post("/webhook-endpoints", json={"url": hook, "secret": DEMO_WEBHOOK_SECRET})
+    assert endpoint.status_code == 201, endpoint.text
+    event = {"endpoint_id": endpoint.json()["id"], "event_type": "smoke.test", "payload": {}}
+    assert http.post("/jobs/webhook", json=event).status_code == 202
+
+    def webhooks_received() -> list[dict[str, Any]]:
+        records = (json.loads(p.read_text()) for p in (devstack.state / "webhooks").glob("*.json"))
+        return [r for r in records if r["path"] == DEMO_WEBHOOK_PATH]
+
+    received = wait_until(webhooks_received, timeout=20, what="a webhook at the receiver")
+    assert received[0]["signature_valid"] is True
+
+    flower = f"http://127.0.0.1:{devstack.ports['flower']}/"
+    password = (devstack.state / "flower-password").read_text().strip()
+    assert (devstack.state / "flower-password").stat().st_mode & 0o777 == 0o600
+    assert httpx.get(flower, timeout=10).status_code == 401
+    assert httpx.get(flower, auth=("admin", password), timeout=10).status_code == 200
+
+    redis_port = int((devstack.state / "redis.port").read_text())
+    assert redis_port != 6379
+    devstack.proc.send_signal(signal.SIGTERM)
+    assert devstack.proc.wait(timeout=45) == 0, devstack.output()[-4000:]
+    assert processes_in(devstack.sessions) == []
+    for port in [*devstack.ports.values(), redis_port]:
+        assert port_is_free(port), f"port {port} still open after the stack stopped"
+    assert "Warm shutdown" in devstack.output()

@@ -1,0 +1,56 @@
+"""NOTES.txt tells how to reach web and Flower, how to watch scaling, and warns about dev defaults."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from chart_helpers import CHART, HelmRenderError, helm_env, validate_object
+
+
+def notes(helm: str, *sets: str) -> str:
+    """NOTES of a client-side dry-run install (helm template does not render NOTES.txt)."""
+    cmd = [helm, "install", "rel", str(CHART), "--dry-run=client", "--namespace", "fc"]
+    cmd += [a for s in sets for a in ("--set", s)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=helm_env())
+    if "cluster unreachable" in out.stderr:
+        pytest.skip("this helm's install --dry-run=client still needs a reachable cluster (helm 3)")
+    if out.returncode:
+        raise HelmRenderError(out.stderr)
+    return out.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_show_access_and_scaling_commands(helm):
+    text = notes(helm)
+    assert "port-forward svc/rel-flask-celery-web 8000:8000" in text
+    assert "port-forward svc/rel-flask-celery-flower 5555:5555" in text
+    assert "app.kubernetes.io/component=worker -w" in text
+    assert "get scaledobjects,hpa" in text
+    assert "general: default, email" in text
+
+
+def test_notes_warn_about_the_sqlite_default_only_without_a_database_secret(helm):
+    assert "WARNING: no database.existingSecret is set" in notes(helm)
+    assert "WARNING: no database.existingSecret" not in notes(helm, "database.existingSecret=db")
+
+
+def test_notes_print_no_secret(helm):
+    text = notes(helm, "flower.auth.password=s3cr3t-flower-pass", "redis.auth.password=s3cr3t-redis-pass")
+    assert "s3cr3t" not in text
+
+
+def test_validator_rejects_unknown_fields():
+    """The strict validators really are strict (the plain ones ignore unknown fields)."""
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+                  "spec": {"selector": {"matchLabels": {"a": "b"}}, "replica": 2,
+                           "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    with pytest.raises(AssertionError, match="replica"):
+        validate_object(deployment)
+    scaled = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"},
+              "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "redis", "metadata": {"listName": "q"}, "authRef": {"name": "a"}}]}}
+    with pytest.raises(AssertionError, match="authRef: unknown field"):
+        validate_object(scaled)
+    scaled["spec"]["triggers"][0] = {"type": "redis", "metadata": {"listLength": 5}}
+    with pytest.raises(AssertionError, match="listLength"):
+        validate_object(scaled)

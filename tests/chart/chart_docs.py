@@ -17,7 +17,9 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "flask-celery"
 START, END = "<!-- values-table:start -->", "<!-- values-table:end -->"
 
 
-def leaves(schema: dict[str, Any], values: Any, path: str = "") -> list[tuple[str, dict[str, Any], Any]]:
+def leaves(
+    schema: dict[str, Any], values: Any, path: str = ""
+) -> list[tuple[str, dict[str, Any], Any]]:
     """(key, schema, default) for every documented value, in schema order."""
     out: list[tuple[str, dict[str, Any], Any]] = []
     for key, sub in schema.get("properties", {}).items():

@@ -70,9 +70,11 @@ def _unknown_fields(inp: Any, out: Any, path: str = "") -> list[str]:
     if isinstance(inp, dict) and isinstance(out, dict):
         for key, value in inp.items():
             p = f"{path}.{key}" if path else key
-            errors += [f"{p}: unknown field"] if key not in out else _unknown_fields(value, out[key], p)
+            errors += (
+                [f"{p}: unknown field"] if key not in out else _unknown_fields(value, out[key], p)
+            )
     elif isinstance(inp, list) and isinstance(out, list):
-        for i, (a, b) in enumerate(zip(inp, out)):
+        for i, (a, b) in enumerate(zip(inp, out, strict=False)):
             errors += _unknown_fields(a, b, f"{path}[{i}]")
     return errors
 
@@ -98,13 +100,19 @@ def validate_object(doc: dict[str, Any]) -> dict[str, Any]:
     try:
         kv.validate(doc, KUBE_VERSION, strict=True)
     except kv.ValidationError as e:
-        raise AssertionError(f"{name} is invalid for Kubernetes {KUBE_VERSION}: {e.message} at {list(e.path)}") from e
+        raise AssertionError(
+            f"{name} is invalid for Kubernetes {KUBE_VERSION}: {e.message} at {list(e.path)}"
+        ) from e
     except kv.SchemaNotFoundError as e:
-        raise AssertionError(f"{name}: no schema for {doc.get('apiVersion')} {doc.get('kind')}") from e
+        raise AssertionError(
+            f"{name}: no schema for {doc.get('apiVersion')} {doc.get('kind')}"
+        ) from e
     return doc
 
 
-_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], str], list[dict[str, Any]] | HelmRenderError] = {}
+_CACHE: dict[
+    tuple[str, str, tuple[str, ...], tuple[str, ...], str], list[dict[str, Any]] | HelmRenderError
+] = {}
 
 
 def render(
@@ -149,7 +157,8 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     """The object of this kind and name; fails listing what was rendered otherwise."""
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind}/{name} not rendered once; have {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    have = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(found) == 1, f"{kind}/{name} not rendered once; have {have}"
     return found[0]
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from chart_helpers import CHART, NAMESPACE, ROOT, helm_env
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -49,13 +48,28 @@ def scan(checkov: Path, helm: str, values: dict, tmp_path: Path) -> dict:
     values_file.write_text(yaml.safe_dump(values))
     rendered = subprocess.run(
         [helm, "template", "rel", str(CHART), "--namespace", NAMESPACE, "-f", str(values_file)],
-        capture_output=True, text=True, check=True, env=helm_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        env=helm_env(),
     ).stdout
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(rendered)
     out = subprocess.run(
-        [str(checkov), "-f", str(manifest), "--framework", "kubernetes", "-o", "json", "--compact", "--skip-download"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(checkov),
+            "-f",
+            str(manifest),
+            "--framework",
+            "kubernetes",
+            "-o",
+            "json",
+            "--compact",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.stdout, out.stderr
     return json.loads(out.stdout)
@@ -67,10 +81,14 @@ def test_checkov_finds_no_failed_check(checkov, helm, values, tmp_path):
     summary = report["summary"]
     assert summary["resource_count"] > 0, "checkov scanned nothing"
     assert summary["parsing_errors"] == 0
-    failed = [(f["check_id"], f["resource"].split(".")[:3]) for f in report["results"]["failed_checks"]]
+    failed = [
+        (f["check_id"], f["resource"].split(".")[:3]) for f in report["results"]["failed_checks"]
+    ]
     assert not failed, failed
     skipped = report["results"]["skipped_checks"]
     assert {s["check_id"] for s in skipped} <= EXPECTED_SKIPS
-    assert all(len(s["check_result"].get("suppress_comment", "")) > 20 for s in skipped), "a skip without a reason"
+    assert all(len(s["check_result"].get("suppress_comment", "")) > 20 for s in skipped), (
+        "a skip without a reason"
+    )
     if values:
         assert "CKV2_K8S_6" not in {s["check_id"] for s in skipped}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import jmespath
-
 from chart_helpers import by_kind, container, env_of, one
 
 NAME = "rel-flask-celery-{}"
@@ -13,8 +12,20 @@ def test_web_runs_gunicorn_with_health_and_readiness_probes(render):
     docs = render({"web": {"workers": 3, "timeoutSeconds": 60, "gracefulTimeoutSeconds": 20}})
     dep = one(docs, "Deployment", NAME.format("web"))
     c = container(dep)
-    assert c["command"] == ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "3", "--graceful-timeout", "20",
-                            "--timeout", "60", "--access-logfile", "-", "service.wsgi:app"]
+    assert c["command"] == [
+        "gunicorn",
+        "--bind",
+        "0.0.0.0:8000",
+        "--workers",
+        "3",
+        "--graceful-timeout",
+        "20",
+        "--timeout",
+        "60",
+        "--access-logfile",
+        "-",
+        "service.wsgi:app",
+    ]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
@@ -24,33 +35,75 @@ def test_web_runs_gunicorn_with_health_and_readiness_probes(render):
 
 
 def test_web_pdb_ingress_and_hpa(render):
-    docs = render({"web": {"ingress": {"enabled": True, "className": "nginx"}, "autoscaling": {"enabled": True}}})
+    docs = render(
+        {
+            "web": {
+                "ingress": {"enabled": True, "className": "nginx"},
+                "autoscaling": {"enabled": True},
+            }
+        }
+    )
     assert one(docs, "PodDisruptionBudget", NAME.format("web"))["spec"]["maxUnavailable"] == 1
     ing = one(docs, "Ingress", NAME.format("web"))
-    assert jmespath.search("spec.rules[0].http.paths[0].backend.service", ing) == {"name": NAME.format("web"), "port": {"name": "http"}}
+    assert jmespath.search("spec.rules[0].http.paths[0].backend.service", ing) == {
+        "name": NAME.format("web"),
+        "port": {"name": "http"},
+    }
     assert one(docs, "HorizontalPodAutoscaler", NAME.format("web"))["spec"]["minReplicas"] == 2
     assert "replicas" not in one(docs, "Deployment", NAME.format("web"))["spec"]
 
 
 def test_shared_environment_comes_from_secrets_and_values(render):
-    docs = render({"database": {"existingSecret": "db", "secretKey": "url"},
-                   "smtp": {"host": "smtp.example.com", "port": 2525, "username": "mailer", "existingSecret": "smtp"},
-                   "celery": {"visibilityTimeoutSeconds": 7200}})
+    docs = render(
+        {
+            "database": {"existingSecret": "db", "secretKey": "url"},
+            "smtp": {
+                "host": "smtp.example.com",
+                "port": 2525,
+                "username": "mailer",
+                "existingSecret": "smtp",
+            },
+            "celery": {"visibilityTimeoutSeconds": 7200},
+        }
+    )
     for component in ("web", "worker-general", "beat", "flower"):
         env = env_of(container(one(docs, "Deployment", NAME.format(component))))
-        assert env["FLASK_SQLALCHEMY_DATABASE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "url"}
-        assert env["FLASK_CELERY__BROKER_URL"]["valueFrom"]["secretKeyRef"] == {"name": NAME.format("redis"), "key": "broker-url"}
-        assert env["FLASK_CELERY__RESULT_BACKEND"]["valueFrom"]["secretKeyRef"]["key"] == "result-backend-url"
-        assert env["FLASK_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {"name": NAME.format("app"), "key": "secret-key"}
-        assert env["FLASK_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "smtp", "key": "smtp-password"}
-        assert env["FLASK_SMTP_HOST"]["value"] == "smtp.example.com" and env["FLASK_SMTP_PORT"]["value"] == "2525"
+        assert env["FLASK_SQLALCHEMY_DATABASE_URI"]["valueFrom"]["secretKeyRef"] == {
+            "name": "db",
+            "key": "url",
+        }
+        assert env["FLASK_CELERY__BROKER_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": NAME.format("redis"),
+            "key": "broker-url",
+        }
+        assert (
+            env["FLASK_CELERY__RESULT_BACKEND"]["valueFrom"]["secretKeyRef"]["key"]
+            == "result-backend-url"
+        )
+        assert env["FLASK_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": NAME.format("app"),
+            "key": "secret-key",
+        }
+        assert env["FLASK_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "smtp",
+            "key": "smtp-password",
+        }
+        assert (
+            env["FLASK_SMTP_HOST"]["value"] == "smtp.example.com"
+            and env["FLASK_SMTP_PORT"]["value"] == "2525"
+        )
         assert env["FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout"]["value"] == "7200"
         assert env["FLASK_LOG_FORMAT"]["value"] == "json"
         assert env["FLASK_STORAGE_DIR"]["value"] == "/data/storage"
 
 
 def test_extra_env_is_appended(render):
-    docs = render({"app": {"extraEnv": [{"name": "FLASK_A", "value": "1"}]}, "web": {"extraEnv": [{"name": "FLASK_B", "value": "2"}]}})
+    docs = render(
+        {
+            "app": {"extraEnv": [{"name": "FLASK_A", "value": "1"}]},
+            "web": {"extraEnv": [{"name": "FLASK_B", "value": "2"}]},
+        }
+    )
     env = [e["name"] for e in container(one(docs, "Deployment", NAME.format("web")))["env"]]
     assert env[-2:] == ["FLASK_A", "FLASK_B"]
     assert "FLASK_A" in env_of(container(one(docs, "Deployment", NAME.format("beat"))))
@@ -61,8 +114,13 @@ def test_storage_claim_is_shared_by_web_and_workers(render):
     pvc = one(docs, "PersistentVolumeClaim", NAME.format("storage"))
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     for component in ("web", "worker-reports"):
-        volumes = one(docs, "Deployment", NAME.format(component))["spec"]["template"]["spec"]["volumes"]
-        assert {"name": "storage", "persistentVolumeClaim": {"claimName": NAME.format("storage")}} in volumes
+        volumes = one(docs, "Deployment", NAME.format(component))["spec"]["template"]["spec"][
+            "volumes"
+        ]
+        assert {
+            "name": "storage",
+            "persistentVolumeClaim": {"claimName": NAME.format("storage")},
+        } in volumes
 
 
 def test_beat_is_a_single_recreated_replica_with_lock_settings(render):
@@ -79,22 +137,50 @@ def test_beat_is_a_single_recreated_replica_with_lock_settings(render):
 def test_flower_requires_basic_auth_from_a_secret(render):
     docs = render({"flower": {"urlPrefix": "/flower/"}})
     c = container(one(docs, "Deployment", NAME.format("flower")))
-    assert c["command"] == ["celery", "-A", "service.make_celery", "flower", "--port=5555", "--url_prefix=flower"]
-    assert env_of(c)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": NAME.format("flower"), "key": "basic-auth"}
+    assert c["command"] == [
+        "celery",
+        "-A",
+        "service.make_celery",
+        "flower",
+        "--port=5555",
+        "--url_prefix=flower",
+    ]
+    assert env_of(c)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": NAME.format("flower"),
+        "key": "basic-auth",
+    }
     assert c["readinessProbe"]["httpGet"]["path"] == "/flower/healthcheck"
     assert set(one(docs, "Secret", NAME.format("flower"))["data"]) == {"password", "basic-auth"}
 
 
 def test_flower_oauth_settings_come_from_an_existing_secret(render):
-    docs = render({"flower": {"auth": {"existingSecret": "flower-auth"}, "oauth": {
-        "enabled": True, "provider": "flower.views.auth.GoogleAuth", "allowedEmails": ".*@example\\.com",
-        "existingSecret": "flower-oauth"}}})
+    docs = render(
+        {
+            "flower": {
+                "auth": {"existingSecret": "flower-auth"},
+                "oauth": {
+                    "enabled": True,
+                    "provider": "flower.views.auth.GoogleAuth",
+                    "allowedEmails": ".*@example\\.com",
+                    "existingSecret": "flower-oauth",
+                },
+            }
+        }
+    )
     env = env_of(container(one(docs, "Deployment", NAME.format("flower"))))
     assert env["FLOWER_AUTH_PROVIDER"]["value"] == "flower.views.auth.GoogleAuth"
-    assert env["FLOWER_OAUTH2_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "flower-oauth", "key": "oauth2-key"}
-    assert env["FLOWER_OAUTH2_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "flower-oauth", "key": "oauth2-secret"}
+    assert env["FLOWER_OAUTH2_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "flower-oauth",
+        "key": "oauth2-key",
+    }
+    assert env["FLOWER_OAUTH2_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "flower-oauth",
+        "key": "oauth2-secret",
+    }
     assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == "flower-auth"
-    assert not [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == NAME.format("flower")]
+    assert not [
+        s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == NAME.format("flower")
+    ]
 
 
 def test_redis_runs_aof_noeviction_with_password_from_the_secret(render):
@@ -106,11 +192,23 @@ def test_redis_runs_aof_noeviction_with_password_from_the_secret(render):
     assert c["command"] == ["redis-server"]
     assert c["args"] == ["/etc/redis/redis.conf", "--requirepass", "$(REDIS_PASSWORD)"]
     env = env_of(c)
-    assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": NAME.format("redis"), "key": "redis-password"}
-    assert c["livenessProbe"]["exec"]["command"] == ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"]
+    assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": NAME.format("redis"),
+        "key": "redis-password",
+    }
+    assert c["livenessProbe"]["exec"]["command"] == [
+        "redis-cli",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "6379",
+        "ping",
+    ]
     assert c["ports"] == [{"name": "redis", "containerPort": 6379, "protocol": "TCP"}]
     assert sts["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 999
-    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert (
+        sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    )
 
 
 def test_redis_secret_urls_use_the_broker_and_result_databases(render):
@@ -119,17 +217,32 @@ def test_redis_secret_urls_use_the_broker_and_result_databases(render):
     data = one(render({}), "Secret", NAME.format("redis"))["data"]
     password = base64.b64decode(data["redis-password"]).decode()
     assert len(password) == 32
-    assert base64.b64decode(data["broker-url"]).decode() == f"redis://:{password}@{NAME.format('redis')}:6379/0"
+    assert (
+        base64.b64decode(data["broker-url"]).decode()
+        == f"redis://:{password}@{NAME.format('redis')}:6379/0"
+    )
     assert base64.b64decode(data["result-backend-url"]).decode().endswith("/1")
 
 
 def test_external_redis_with_tls_uses_the_existing_secret(render):
-    docs = render({"redis": {"enabled": False}, "externalRedis": {
-        "host": "redis.example.internal", "port": 6380, "tls": True, "existingSecret": "ext-redis"}})
+    docs = render(
+        {
+            "redis": {"enabled": False},
+            "externalRedis": {
+                "host": "redis.example.internal",
+                "port": 6380,
+                "tls": True,
+                "existingSecret": "ext-redis",
+            },
+        }
+    )
     assert not by_kind(docs, "StatefulSet")
     assert not [s for s in by_kind(docs, "Secret") if "redis" in s["metadata"]["name"]]
     env = env_of(container(one(docs, "Deployment", NAME.format("web"))))
-    assert env["FLASK_CELERY__BROKER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "ext-redis", "key": "broker-url"}
+    assert env["FLASK_CELERY__BROKER_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "ext-redis",
+        "key": "broker-url",
+    }
     so = one(docs, "ScaledObject", NAME.format("worker-general"))
     assert set(jmespath.search("spec.triggers[*].metadata.enableTLS", so)) == {"true"}
     assert jmespath.search("spec.triggers[0].metadata.address", so) == "redis.example.internal:6380"
@@ -149,7 +262,10 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(render):
     assert "FLASK_CELERY__BROKER_URL" not in env and "FLASK_SECRET_KEY" not in env
     sa = one(docs, "ServiceAccount", NAME.format("migrations"))
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
-    assert sa["metadata"]["annotations"]["helm.sh/hook-weight"] < job["metadata"]["annotations"]["helm.sh/hook-weight"]
+    assert (
+        sa["metadata"]["annotations"]["helm.sh/hook-weight"]
+        < job["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
 
 
 def test_network_policies_are_off_by_default(render):
@@ -157,21 +273,37 @@ def test_network_policies_are_off_by_default(render):
 
 
 def test_network_policies_deny_by_default_and_open_exactly_the_needed_flows(render):
-    docs = render({"networkPolicy": {"enabled": True}, "database": {"existingSecret": "db"},
-                   "smtp": {"host": "smtp.example.com"}, "metrics": {"enabled": True}})
+    docs = render(
+        {
+            "networkPolicy": {"enabled": True},
+            "database": {"existingSecret": "db"},
+            "smtp": {"host": "smtp.example.com"},
+            "metrics": {"enabled": True},
+        }
+    )
     deny = one(docs, "NetworkPolicy", NAME.format("default-deny"))
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny["spec"]
     dns = one(docs, "NetworkPolicy", NAME.format("dns"))
     assert {p["port"] for p in dns["spec"]["egress"][0]["ports"]} == {53}
     redis = one(docs, "NetworkPolicy", NAME.format("redis"))
     sources = redis["spec"]["ingress"][0]["from"]
-    assert {s["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for s in sources if "podSelector" in s} == {"web", "worker", "beat", "flower"}
-    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in sources
+    assert {
+        s["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for s in sources
+        if "podSelector" in s
+    } == {"web", "worker", "beat", "flower"}
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}
+    } in sources
     worker = one(docs, "NetworkPolicy", NAME.format("worker"))
-    assert jmespath.search("spec.ingress[0].from[0].namespaceSelector.matchLabels", worker) == {"kubernetes.io/metadata.name": "monitoring"}
+    assert jmespath.search("spec.ingress[0].from[0].namespaceSelector.matchLabels", worker) == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
     assert jmespath.search("spec.egress[*].ports[0].port", worker) == [6379, 5432, 587]
     internet = one(docs, "NetworkPolicy", NAME.format("worker-webhooks-internet"))
-    assert internet["spec"]["podSelector"]["matchLabels"]["flask-celery.io/worker-group"] == "webhooks"
+    assert (
+        internet["spec"]["podSelector"]["matchLabels"]["flask-celery.io/worker-group"] == "webhooks"
+    )
     block = internet["spec"]["egress"][0]["to"][0]["ipBlock"]
     assert block["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in block["except"]
     assert [p["port"] for p in internet["spec"]["egress"][0]["ports"]] == [80, 443]
@@ -184,11 +316,21 @@ def test_network_policies_deny_by_default_and_open_exactly_the_needed_flows(rend
 
 
 def test_network_policy_for_external_redis_targets_its_ranges(render):
-    docs = render({"networkPolicy": {"enabled": True, "externalRedis": {"cidrs": ["10.9.0.0/24"]}},
-                   "redis": {"enabled": False}, "externalRedis": {"host": "r", "existingSecret": "ext"}})
+    docs = render(
+        {
+            "networkPolicy": {"enabled": True, "externalRedis": {"cidrs": ["10.9.0.0/24"]}},
+            "redis": {"enabled": False},
+            "externalRedis": {"host": "r", "existingSecret": "ext"},
+        }
+    )
     web = one(docs, "NetworkPolicy", NAME.format("web"))
-    assert web["spec"]["egress"][0] == {"to": [{"ipBlock": {"cidr": "10.9.0.0/24"}}], "ports": [{"port": 6379, "protocol": "TCP"}]}
-    assert not [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == NAME.format("redis")]
+    assert web["spec"]["egress"][0] == {
+        "to": [{"ipBlock": {"cidr": "10.9.0.0/24"}}],
+        "ports": [{"port": 6379, "protocol": "TCP"}],
+    }
+    assert not [
+        p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == NAME.format("redis")
+    ]
 
 
 def test_service_account_is_shared_and_mounts_no_token(render):

@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from chart_helpers import CHART, helm_env
 
 EVERYTHING_ON = {
@@ -22,7 +21,11 @@ EVERYTHING_ON = {
 def test_helm_lint_strict_is_clean(helm, values, tmp_path):
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    out = subprocess.run([helm, "lint", "--strict", str(CHART), "-f", str(values_file)],
-                         capture_output=True, text=True, env=helm_env())
+    out = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), "-f", str(values_file)],
+        capture_output=True,
+        text=True,
+        env=helm_env(),
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout

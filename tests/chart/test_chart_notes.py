@@ -1,11 +1,10 @@
-"""NOTES.txt tells how to reach web and Flower, how to watch scaling, and warns about dev defaults."""
+"""NOTES.txt: how to reach web and Flower, how to watch scaling, and dev-default warnings."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-
 from chart_helpers import CHART, HelmRenderError, helm_env, validate_object
 
 
@@ -36,19 +35,40 @@ def test_notes_warn_about_the_sqlite_default_only_without_a_database_secret(helm
 
 
 def test_notes_print_no_secret(helm):
-    text = notes(helm, "flower.auth.password=s3cr3t-flower-pass", "redis.auth.password=s3cr3t-redis-pass")
+    text = notes(
+        helm, "flower.auth.password=s3cr3t-flower-pass", "redis.auth.password=s3cr3t-redis-pass"
+    )
     assert "s3cr3t" not in text
 
 
 def test_validator_rejects_unknown_fields():
     """The strict validators really are strict (the plain ones ignore unknown fields)."""
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-                  "spec": {"selector": {"matchLabels": {"a": "b"}}, "replica": 2,
-                           "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "replica": 2,
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+    }
     with pytest.raises(AssertionError, match="replica"):
         validate_object(deployment)
-    scaled = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"},
-              "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "redis", "metadata": {"listName": "q"}, "authRef": {"name": "a"}}]}}
+    scaled = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {
+            "scaleTargetRef": {"name": "x"},
+            "triggers": [
+                {"type": "redis", "metadata": {"listName": "q"}, "authRef": {"name": "a"}}
+            ],
+        },
+    }
     with pytest.raises(AssertionError, match="authRef: unknown field"):
         validate_object(scaled)
     scaled["spec"]["triggers"][0] = {"type": "redis", "metadata": {"listLength": 5}}

@@ -11,7 +11,6 @@ from typing import Any
 
 import jmespath
 import pytest
-
 from chart_helpers import by_kind
 
 EXTERNAL_REDIS = {
@@ -37,7 +36,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "network-policies": {
         "networkPolicy": {
             "enabled": True,
-            "webFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+            "webFrom": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                    }
+                }
+            ],
             "flowerFrom": [{"podSelector": {"matchLabels": {"role": "ops"}}}],
             "database": {"cidrs": ["10.20.0.0/16"]},
         },
@@ -52,7 +57,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 {"name": "reports", "queues": ["pdf", "exports"]},
                 {"name": "webhooks", "queues": ["webhooks"]},
                 {"name": "bulk", "queues": ["bulk"], "concurrency": 8, "pool": "threads"},
-                {"name": "slow", "queues": ["slow"], "timeLimitSeconds": 1800, "softTimeLimitSeconds": 1700},
+                {
+                    "name": "slow",
+                    "queues": ["slow"],
+                    "timeLimitSeconds": 1800,
+                    "softTimeLimitSeconds": 1700,
+                },
             ]
         }
     },
@@ -61,7 +71,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "database": {"existingSecret": "db"},
         "storage": {"persistence": {"enabled": True}},
         "smtp": {"host": "smtp.example.com", "username": "mailer", "existingSecret": "smtp"},
-        "web": {"ingress": {"enabled": True, "className": "nginx", "tls": [{"secretName": "web-tls", "hosts": ["flask-celery.local"]}]}},
+        "web": {
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "tls": [{"secretName": "web-tls", "hosts": ["flask-celery.local"]}],
+            }
+        },
         "networkPolicy": {"enabled": True},
         "metrics": {"enabled": True},
         "flower": {"urlPrefix": "flower"},
@@ -90,13 +106,18 @@ def containers_of(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]
     for d in docs:
         if d["kind"] in WORKLOADS:
             spec = d["spec"]["template"]["spec"]
-            out += [(d["metadata"]["name"], c) for c in spec.get("initContainers", []) + spec["containers"]]
+            out += [
+                (d["metadata"]["name"], c)
+                for c in spec.get("initContainers", []) + spec["containers"]
+            ]
     return out
 
 
 def test_value_set_renders_valid_objects(docs):
     assert docs, "nothing rendered"
-    assert all(d["metadata"].get("namespace") == "flask-celery" for d in docs if d["kind"] != "Namespace")
+    assert all(
+        d["metadata"].get("namespace") == "flask-celery" for d in docs if d["kind"] != "Namespace"
+    )
 
 
 def test_every_object_carries_the_standard_labels(docs):
@@ -104,14 +125,27 @@ def test_every_object_carries_the_standard_labels(docs):
         labels = d["metadata"].get("labels", {})
         missing = [k for k in STANDARD_LABELS if k not in labels]
         assert not missing, f"{d['kind']}/{d['metadata']['name']} lacks {missing}"
-        if labels["app.kubernetes.io/component"] == "worker" and d["kind"] in {"Deployment", "ScaledObject", "PodDisruptionBudget"}:
+        if labels["app.kubernetes.io/component"] == "worker" and d["kind"] in {
+            "Deployment",
+            "ScaledObject",
+            "PodDisruptionBudget",
+        }:
             assert "flask-celery.io/worker-group" in labels
 
 
 def test_selectors_use_only_name_instance_component_and_group(docs):
-    allowed = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component", "flask-celery.io/worker-group"}
+    allowed = {
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+        "flask-celery.io/worker-group",
+    }
     for d in docs:
-        selector = jmespath.search("spec.selector.matchLabels", d) if d["kind"] != "Service" else d["spec"].get("selector")
+        selector = (
+            jmespath.search("spec.selector.matchLabels", d)
+            if d["kind"] != "Service"
+            else d["spec"].get("selector")
+        )
         if selector:
             assert set(selector) <= allowed, f"{d['kind']}/{d['metadata']['name']}: {selector}"
 
@@ -120,7 +154,9 @@ def test_commands_are_exec_form_without_a_shell(docs):
     for name, c in containers_of(docs):
         argv = c.get("command", []) + c.get("args", [])
         assert argv, f"{name}/{c['name']} relies on the image entrypoint"
-        assert argv[0] not in {"sh", "bash", "/bin/sh", "/bin/bash"}, f"{name}/{c['name']} wraps its command in a shell"
+        assert argv[0] not in {"sh", "bash", "/bin/sh", "/bin/bash"}, (
+            f"{name}/{c['name']} wraps its command in a shell"
+        )
         assert "-c" not in argv[:2]
 
 
@@ -130,8 +166,20 @@ def test_secrets_reach_containers_only_through_secret_key_refs(docs):
         for e in c.get("env", []):
             ref = e.get("valueFrom", {})
             assert "configMapKeyRef" not in ref, f"{name}: {e['name']} comes from a ConfigMap"
-            if any(word in e["name"] for word in ("PASSWORD", "SECRET", "AUTH", "BROKER_URL", "RESULT_BACKEND", "DATABASE_URI")):
-                if e["name"] == "FLASK_SQLALCHEMY_DATABASE_URI" and e.get("value", "").startswith("sqlite:"):
+            if any(
+                word in e["name"]
+                for word in (
+                    "PASSWORD",
+                    "SECRET",
+                    "AUTH",
+                    "BROKER_URL",
+                    "RESULT_BACKEND",
+                    "DATABASE_URI",
+                )
+            ):
+                if e["name"] == "FLASK_SQLALCHEMY_DATABASE_URI" and e.get("value", "").startswith(
+                    "sqlite:"
+                ):
                     continue
                 if e["name"] == "FLOWER_AUTH" or e["name"] == "FLOWER_AUTH_PROVIDER":
                     continue
@@ -149,7 +197,9 @@ def test_no_secret_value_appears_outside_its_secret(docs):
             continue
         text = repr(d)
         for value in secrets:
-            assert value not in text, f"a Secret value leaks into {d['kind']}/{d['metadata']['name']}"
+            assert value not in text, (
+                f"a Secret value leaks into {d['kind']}/{d['metadata']['name']}"
+            )
     for cm in by_kind(docs, "ConfigMap"):
         text = repr(cm["data"]).lower()
         assert "requirepass" not in text and "password" not in text

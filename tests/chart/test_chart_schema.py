@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-
 from chart_docs import readme_with_table
 from chart_helpers import CHART
 
@@ -71,11 +69,14 @@ def test_every_param_comment_names_a_schema_property_with_the_same_description()
     for path, description in params.items():
         assert path in documented, f"@param {path} is not in the schema"
         assert documented[path]["description"] == description, path
+
     def covered(path: str) -> bool:
         parts = path.split(".")
         return any(".".join(parts[:i]) in params for i in range(1, len(parts) + 1))
 
-    sections = {p for p, s in documented.items() if s.get("type") == "object" and s.get("properties")}
+    sections = {
+        p for p, s in documented.items() if s.get("type") == "object" and s.get("properties")
+    }
     undocumented = sorted(p for p in documented if p not in sections and not covered(p))
     assert not undocumented, f"values without @param: {undocumented}"
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from chart_helpers import HelmRenderError, render as render_with
+from chart_helpers import HelmRenderError
+from chart_helpers import render as render_with
 
 
 def groups(*items):
@@ -19,20 +19,32 @@ def error(helm, values):
 
 # -- _validate.tpl rules (one aggregated `fail`) -------------------------------------------------
 
+
 def test_errors_are_reported_together_under_one_heading(helm):
-    msg = error(helm, {"workers": {"defaults": {"softTimeLimitSeconds": 300}}, "beat": {"lockTimeoutSeconds": 5}})
+    msg = error(
+        helm,
+        {"workers": {"defaults": {"softTimeLimitSeconds": 300}}, "beat": {"lockTimeoutSeconds": 5}},
+    )
     assert "VALUES VALIDATION:" in msg
     assert "softTimeLimitSeconds (300) must be less than timeLimitSeconds (300)" in msg
     assert "beat.lockTimeoutSeconds (5) must be greater than beat.maxLoopIntervalSeconds (5)" in msg
 
 
 def test_soft_limit_must_be_below_hard_limit(helm):
-    msg = error(helm, groups({"name": "general", "queues": ["default"], "softTimeLimitSeconds": 400}))
-    assert "workers.groups[0] (general): softTimeLimitSeconds (400) must be less than timeLimitSeconds (300)" in msg
+    msg = error(
+        helm, groups({"name": "general", "queues": ["default"], "softTimeLimitSeconds": 400})
+    )
+    assert (
+        "workers.groups[0] (general): softTimeLimitSeconds (400) must be less than "
+        "timeLimitSeconds (300)" in msg
+    )
 
 
 def test_hard_limit_must_be_below_grace_period(helm):
-    msg = error(helm, groups({"name": "general", "queues": ["default"], "terminationGracePeriodSeconds": 300}))
+    msg = error(
+        helm,
+        groups({"name": "general", "queues": ["default"], "terminationGracePeriodSeconds": 300}),
+    )
     assert "timeLimitSeconds (300) must be less than terminationGracePeriodSeconds (300)" in msg
     assert "workers.groups[0].terminationGracePeriodSeconds" in msg
 
@@ -43,20 +55,38 @@ def test_hard_limit_must_be_below_visibility_timeout(helm):
 
 
 def test_longest_group_limit_counts_against_visibility_timeout(helm):
-    msg = error(helm, groups({"name": "general", "queues": ["default"]},
-                             {"name": "slow", "queues": ["slow"], "timeLimitSeconds": 4000, "softTimeLimitSeconds": 3900}))
-    assert "workers.groups[1] (slow): timeLimitSeconds (4000) must be less than celery.visibilityTimeoutSeconds (3600)" in msg
+    msg = error(
+        helm,
+        groups(
+            {"name": "general", "queues": ["default"]},
+            {
+                "name": "slow",
+                "queues": ["slow"],
+                "timeLimitSeconds": 4000,
+                "softTimeLimitSeconds": 3900,
+            },
+        ),
+    )
+    assert (
+        "workers.groups[1] (slow): timeLimitSeconds (4000) must be less than "
+        "celery.visibilityTimeoutSeconds (3600)" in msg
+    )
     assert "workers.groups[0]" not in msg
 
 
 def test_soft_shutdown_must_fit_in_grace_period(helm):
     msg = error(helm, {"workers": {"defaults": {"softShutdownTimeoutSeconds": 330}}})
-    assert "softShutdownTimeoutSeconds (330) must be less than terminationGracePeriodSeconds (330)" in msg
+    assert (
+        "softShutdownTimeoutSeconds (330) must be less than terminationGracePeriodSeconds (330)"
+        in msg
+    )
 
 
 def test_keda_cooldown_must_exceed_grace_period(helm):
     msg = error(helm, {"workers": {"defaults": {"keda": {"cooldownPeriod": 300}}}})
-    assert "keda.cooldownPeriod (300) must be greater than terminationGracePeriodSeconds (330)" in msg
+    assert (
+        "keda.cooldownPeriod (300) must be greater than terminationGracePeriodSeconds (330)" in msg
+    )
 
 
 def test_group_needs_a_queue(helm):
@@ -65,12 +95,22 @@ def test_group_needs_a_queue(helm):
 
 
 def test_group_names_are_unique(helm):
-    msg = error(helm, groups({"name": "general", "queues": ["default"]}, {"name": "general", "queues": ["email"]}))
+    msg = error(
+        helm,
+        groups(
+            {"name": "general", "queues": ["default"]}, {"name": "general", "queues": ["email"]}
+        ),
+    )
     assert 'the group name "general" is already used by workers.groups[0]' in msg
 
 
 def test_queue_belongs_to_one_group(helm):
-    msg = error(helm, groups({"name": "general", "queues": ["default"]}, {"name": "other", "queues": ["default"]}))
+    msg = error(
+        helm,
+        groups(
+            {"name": "general", "queues": ["default"]}, {"name": "other", "queues": ["default"]}
+        ),
+    )
     assert 'queue "default" is already consumed by group "general"' in msg
 
 
@@ -80,23 +120,36 @@ def test_min_replicas_must_not_exceed_max(helm):
 
 
 def test_scale_to_zero_needs_keda(helm):
-    msg = error(helm, {"keda": {"enabled": False}, "workers": {"defaults": {"minReplicas": 0, "autoscaling": {"enabled": True}}}})
+    msg = error(
+        helm,
+        {
+            "keda": {"enabled": False},
+            "workers": {"defaults": {"minReplicas": 0, "autoscaling": {"enabled": True}}},
+        },
+    )
     assert "minReplicas 0 needs KEDA" in msg
 
 
 def test_web_min_replicas_must_not_exceed_max(helm):
-    msg = error(helm, {"web": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}})
+    msg = error(
+        helm, {"web": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}
+    )
     assert "web.autoscaling.minReplicas must not exceed web.autoscaling.maxReplicas" in msg
 
 
 def test_beat_lock_must_outlive_the_loop(helm):
     msg = error(helm, {"beat": {"lockTimeoutSeconds": 5, "maxLoopIntervalSeconds": 10}})
-    assert "beat.lockTimeoutSeconds (5) must be greater than beat.maxLoopIntervalSeconds (10)" in msg
+    assert (
+        "beat.lockTimeoutSeconds (5) must be greater than beat.maxLoopIntervalSeconds (10)" in msg
+    )
 
 
 def test_web_graceful_timeout_must_fit_in_grace_period(helm):
     msg = error(helm, {"web": {"gracefulTimeoutSeconds": 60}})
-    assert "web.gracefulTimeoutSeconds (60) must be less than web.terminationGracePeriodSeconds (40)" in msg
+    assert (
+        "web.gracefulTimeoutSeconds (60) must be less than web.terminationGracePeriodSeconds (40)"
+        in msg
+    )
 
 
 def test_external_redis_needs_its_secret_and_host(helm):
@@ -112,7 +165,10 @@ def test_broker_and_results_use_different_databases(helm):
 
 def test_flower_oauth_needs_provider_and_secret(helm):
     msg = error(helm, {"flower": {"oauth": {"enabled": True}}})
-    assert "flower.oauth.enabled=true needs flower.oauth.provider and flower.oauth.existingSecret" in msg
+    assert (
+        "flower.oauth.enabled=true needs flower.oauth.provider and flower.oauth.existingSecret"
+        in msg
+    )
 
 
 def test_internet_egress_names_existing_groups(helm):
@@ -122,29 +178,61 @@ def test_internet_egress_names_existing_groups(helm):
 
 # -- values.schema.json rules --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"web": {"replica": 2}}, "additional properties 'replica' not allowed"),
-        ({"workers": {"groups": [{"name": "general", "queues": ["default"], "concurency": 2}]}}, "additional properties 'concurency' not allowed"),
+        (
+            {"workers": {"groups": [{"name": "general", "queues": ["default"], "concurency": 2}]}},
+            "additional properties 'concurency' not allowed",
+        ),
         ({"web": {"workers": "two"}}, "got string, want integer"),
-        ({"workers": {"defaults": {"pool": "gevent"}}}, "value must be one of 'prefork', 'threads', 'solo'"),
+        (
+            {"workers": {"defaults": {"pool": "gevent"}}},
+            "value must be one of 'prefork', 'threads', 'solo'",
+        ),
         ({"workers": {"defaults": {"concurrency": 0}}}, "minimum: got 0, want 1"),
-        ({"workers": {"groups": [{"name": "general", "queues": ["Default-Queue"]}]}}, "does not match pattern"),
-        ({"workers": {"groups": [{"name": "General_1", "queues": ["default"]}]}}, "does not match pattern"),
+        (
+            {"workers": {"groups": [{"name": "general", "queues": ["Default-Queue"]}]}},
+            "does not match pattern",
+        ),
+        (
+            {"workers": {"groups": [{"name": "General_1", "queues": ["default"]}]}},
+            "does not match pattern",
+        ),
         ({"workers": {"groups": [{"queues": ["default"]}]}}, "missing property 'name'"),
         ({"workers": {"groups": []}}, "minItems"),
         ({"redis": {"brokerDatabase": 16}}, "maximum: got 16, want 15"),
-        ({"redis": {"appendfsync": "sometimes"}}, "value must be one of 'always', 'everysec', 'no'"),
+        (
+            {"redis": {"appendfsync": "sometimes"}},
+            "value must be one of 'always', 'everysec', 'no'",
+        ),
         ({"image": {"digest": "latest"}}, "does not match pattern"),
-        ({"image": {"pullPolicy": "Sometimes"}}, "value must be one of 'Always', 'IfNotPresent', 'Never'"),
+        (
+            {"image": {"pullPolicy": "Sometimes"}},
+            "value must be one of 'Always', 'IfNotPresent', 'Never'",
+        ),
         ({"networkPolicy": {"database": {"cidrs": ["10.0.0.1"]}}}, "does not match pattern"),
         ({"flower": {"auth": {"username": "a:b"}}}, "does not match pattern"),
     ],
-    ids=["unknown-key", "unknown-group-key", "wrong-type", "pool-enum", "concurrency-minimum",
-         "queue-pattern", "group-name-pattern", "group-name-required", "groups-min-items",
-         "redis-db-maximum", "appendfsync-enum", "digest-pattern", "pull-policy-enum", "cidr-pattern",
-         "flower-user-pattern"],
+    ids=[
+        "unknown-key",
+        "unknown-group-key",
+        "wrong-type",
+        "pool-enum",
+        "concurrency-minimum",
+        "queue-pattern",
+        "group-name-pattern",
+        "group-name-required",
+        "groups-min-items",
+        "redis-db-maximum",
+        "appendfsync-enum",
+        "digest-pattern",
+        "pull-policy-enum",
+        "cidr-pattern",
+        "flower-user-pattern",
+    ],
 )
 def test_schema_rejects_bad_values(helm, values, message):
     msg = error(helm, values)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import jmespath
 import yaml
-
 from chart_helpers import CHART, by_kind, container, env_of, one
 
 DEFAULT_GROUPS = [
@@ -51,10 +50,22 @@ def test_worker_command_consumes_the_groups_queues(render):
 
 
 def test_grace_period_is_hard_limit_plus_margin(render):
-    docs = render({"workers": {"shutdownMarginSeconds": 45, "groups": [
-        {"name": "general", "queues": ["default"], "timeLimitSeconds": 600, "softTimeLimitSeconds": 500},
-        {"name": "reports", "queues": ["pdf"]},
-    ]}})
+    docs = render(
+        {
+            "workers": {
+                "shutdownMarginSeconds": 45,
+                "groups": [
+                    {
+                        "name": "general",
+                        "queues": ["default"],
+                        "timeLimitSeconds": 600,
+                        "softTimeLimitSeconds": 500,
+                    },
+                    {"name": "reports", "queues": ["pdf"]},
+                ],
+            }
+        }
+    )
     general = one(docs, "Deployment", WORKER.format("general"))
     reports = one(docs, "Deployment", WORKER.format("reports"))
     assert general["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 645
@@ -62,7 +73,15 @@ def test_grace_period_is_hard_limit_plus_margin(render):
 
 
 def test_group_grace_period_override_wins(render):
-    docs = render({"workers": {"groups": [{"name": "general", "queues": ["default"], "terminationGracePeriodSeconds": 900}]}})
+    docs = render(
+        {
+            "workers": {
+                "groups": [
+                    {"name": "general", "queues": ["default"], "terminationGracePeriodSeconds": 900}
+                ]
+            }
+        }
+    )
     dep = one(docs, "Deployment", WORKER.format("general"))
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 900
     so = one(docs, "ScaledObject", WORKER.format("general"))
@@ -70,11 +89,22 @@ def test_group_grace_period_override_wins(render):
 
 
 def test_group_keys_override_defaults_key_by_key(render):
-    docs = render({"workers": {
-        "defaults": {"resources": {"requests": {"cpu": "200m", "memory": "300Mi"}}},
-        "groups": [{"name": "general", "queues": ["default"], "concurrency": 16, "pool": "threads",
-                    "resources": {"limits": {"memory": "2Gi"}}}],
-    }})
+    docs = render(
+        {
+            "workers": {
+                "defaults": {"resources": {"requests": {"cpu": "200m", "memory": "300Mi"}}},
+                "groups": [
+                    {
+                        "name": "general",
+                        "queues": ["default"],
+                        "concurrency": 16,
+                        "pool": "threads",
+                        "resources": {"limits": {"memory": "2Gi"}},
+                    }
+                ],
+            }
+        }
+    )
     c = container(one(docs, "Deployment", WORKER.format("general")))
     assert flag(c, "--concurrency") == "16" and flag(c, "--pool") == "threads"
     assert c["resources"]["requests"] == {"cpu": "200m", "memory": "300Mi"}
@@ -107,7 +137,11 @@ def test_scaledobject_counts_waiting_and_running_tasks_of_every_queue(render):
     so = one(render({}), "ScaledObject", WORKER.format("general"))
     triggers = so["spec"]["triggers"]
     assert jmespath.search("[*].metadata.listName", triggers) == [
-        "default", "flask_celery:inflight:default", "email", "flask_celery:inflight:email"]
+        "default",
+        "flask_celery:inflight:default",
+        "email",
+        "flask_celery:inflight:email",
+    ]
     assert {t["type"] for t in triggers} == {"redis"}
     assert set(jmespath.search("[*].metadata.databaseIndex", triggers)) == {"0"}
     names = [t["name"] for t in triggers]
@@ -120,19 +154,30 @@ def test_scaledobject_uses_the_broker_database_and_trigger_authentication(render
     docs = render({"redis": {"brokerDatabase": 3, "resultDatabase": 4}})
     so = one(docs, "ScaledObject", WORKER.format("webhooks"))
     assert set(jmespath.search("spec.triggers[*].metadata.databaseIndex", so)) == {"3"}
-    assert set(jmespath.search("spec.triggers[*].authenticationRef.name", so)) == {"rel-flask-celery-redis-keda"}
-    assert jmespath.search("spec.triggers[0].metadata.address", so) == "rel-flask-celery-redis.flask-celery.svc.cluster.local:6379"
+    assert set(jmespath.search("spec.triggers[*].authenticationRef.name", so)) == {
+        "rel-flask-celery-redis-keda"
+    }
+    assert (
+        jmespath.search("spec.triggers[0].metadata.address", so)
+        == "rel-flask-celery-redis.flask-celery.svc.cluster.local:6379"
+    )
     auth = one(docs, "TriggerAuthentication", "rel-flask-celery-redis-keda")
-    assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": "rel-flask-celery-redis", "key": "redis-password"}]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "rel-flask-celery-redis", "key": "redis-password"}
+    ]
     redis_secret = one(docs, "Secret", "rel-flask-celery-redis")
     assert set(redis_secret["data"]) == {"redis-password", "broker-url", "result-backend-url"}
 
 
 def test_scaledobject_target_follows_group_concurrency(render):
-    docs = render({"workers": {"groups": [{"name": "general", "queues": ["default"], "concurrency": 12}]}})
+    docs = render(
+        {"workers": {"groups": [{"name": "general", "queues": ["default"], "concurrency": 12}]}}
+    )
     so = one(docs, "ScaledObject", WORKER.format("general"))
     assert so["spec"]["advanced"]["scalingModifiers"]["target"] == "12"
-    assert so["spec"]["advanced"]["scalingModifiers"]["formula"] == "waiting_default + running_default"
+    assert (
+        so["spec"]["advanced"]["scalingModifiers"]["formula"] == "waiting_default + running_default"
+    )
 
 
 def test_scale_to_zero_keeps_cooldown_above_grace_period(render):
@@ -140,7 +185,10 @@ def test_scale_to_zero_keeps_cooldown_above_grace_period(render):
     for so in by_kind(docs, "ScaledObject"):
         assert so["spec"]["minReplicaCount"] == 0
         dep = one(docs, "Deployment", so["spec"]["scaleTargetRef"]["name"])
-        assert so["spec"]["cooldownPeriod"] > dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert (
+            so["spec"]["cooldownPeriod"]
+            > dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        )
 
 
 def test_keda_owns_replicas_when_enabled(render):
@@ -150,14 +198,21 @@ def test_keda_owns_replicas_when_enabled(render):
 
 
 def test_keda_disabled_falls_back_to_fixed_replicas(render):
-    docs = render({"keda": {"enabled": False}, "workers": {"groups": [{"name": "general", "queues": ["default"], "replicas": 3}]}})
+    docs = render(
+        {
+            "keda": {"enabled": False},
+            "workers": {"groups": [{"name": "general", "queues": ["default"], "replicas": 3}]},
+        }
+    )
     assert not by_kind(docs, "ScaledObject") and not by_kind(docs, "TriggerAuthentication")
     assert not [h for h in by_kind(docs, "HorizontalPodAutoscaler")]
     assert one(docs, "Deployment", WORKER.format("general"))["spec"]["replicas"] == 3
 
 
 def test_keda_disabled_with_autoscaling_renders_a_cpu_hpa(render):
-    docs = render({"keda": {"enabled": False}, "workers": {"defaults": {"autoscaling": {"enabled": True}}}})
+    docs = render(
+        {"keda": {"enabled": False}, "workers": {"defaults": {"autoscaling": {"enabled": True}}}}
+    )
     hpa = one(docs, "HorizontalPodAutoscaler", WORKER.format("reports"))
     assert hpa["spec"]["scaleTargetRef"]["name"] == WORKER.format("reports")
     assert hpa["spec"]["minReplicas"] == 1 and hpa["spec"]["maxReplicas"] == 10
@@ -166,7 +221,11 @@ def test_keda_disabled_with_autoscaling_renders_a_cpu_hpa(render):
 
 
 def test_two_extra_groups_render_their_own_objects(render):
-    groups = [*DEFAULT_GROUPS, {"name": "bulk", "queues": ["bulk"]}, {"name": "slow", "queues": ["slow"]}]
+    groups = [
+        *DEFAULT_GROUPS,
+        {"name": "bulk", "queues": ["bulk"]},
+        {"name": "slow", "queues": ["slow"]},
+    ]
     docs = render({"workers": {"groups": groups}})
     assert len(by_kind(docs, "ScaledObject")) == 5
     dep = one(docs, "Deployment", WORKER.format("slow"))
@@ -180,6 +239,8 @@ def test_worker_metrics_service_selects_every_worker_when_metrics_on(render):
     svc = one(docs, "Service", "rel-flask-celery-worker-metrics")
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "worker"
-    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9808, "targetPort": "metrics", "protocol": "TCP"}]
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 9808, "targetPort": "metrics", "protocol": "TCP"}
+    ]
     pod = one(docs, "Deployment", WORKER.format("general"))["spec"]["template"]
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9808"

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import task_failure, worker_process_init
 from flask import Flask
 
 from . import scaling  # noqa: F401 - connects the in-flight signal handlers
-from .config import celery_settings
+from .config import celery_settings, check_time_budget
 from .db import db
 from .liveness import Heartbeat
+from .reliability import dead_letter
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -39,13 +40,29 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(celery_settings(app.config["CELERY"]))
     celery_app.set_default()
     celery_app.steps["consumer"].add(Heartbeat)
+    check_time_budget(celery_app.conf, [t.time_limit for t in celery_app.tasks.values()])
     app.extensions["celery"] = celery_app
 
+    # Handlers are connected per app; a process that builds several apps (tests) must not
+    # let one app's handler act on another app's tasks.
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**_: Any) -> None:
         # Prefork children inherit the parent's pooled database connections; sharing a socket
         # across processes corrupts it, so every child starts with an empty pool.
         with app.app_context():
             db.engine.dispose(close=False)
+
+    @task_failure.connect(weak=False)
+    def _dead_letter(
+        sender: Task | None = None,
+        task_id: str = "",
+        exception: BaseException | None = None,
+        args: Any = None,
+        kwargs: Any = None,
+        einfo: Any = None,
+        **_: Any,
+    ) -> None:
+        if sender is not None and sender.app is celery_app and exception is not None:
+            dead_letter.record(app, sender, task_id, exception, args, kwargs, einfo)
 
     return celery_app

@@ -8,7 +8,7 @@ an upper-case key, which `celery_settings` folds to the lower-case name Celery r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celery.schedules import crontab
@@ -16,11 +16,14 @@ from kombu import Queue
 
 from .routing import QUEUES, celery_routes
 
-#: Hard time limit every task gets unless its worker group passes ``--time-limit``.
+#: Hard time limit of every task that sets none itself; a worker group sets its own with
+#: FLASK_CELERY__TASK_TIME_LIMIT (a worker's `--time-limit` flag would lose to this setting).
 TASK_TIME_LIMIT = 300
-#: Redis redelivers an unacknowledged message after this long, so it must exceed every hard
-#: time limit (contract 3); `celery_settings` refuses a configuration where it does not.
-VISIBILITY_TIMEOUT = 3600
+#: Redis redelivers an unacknowledged message after `visibility_timeout` seconds, so it must
+#: exceed every hard time limit (contract 3). Unless set, it is the longest hard limit plus
+#: this margin, and at least an hour, which is also the longest countdown the API accepts.
+VISIBILITY_MARGIN = 300
+MIN_VISIBILITY_TIMEOUT = 3600
 
 CELERY_DEFAULTS: dict[str, Any] = {
     "broker_url": "redis://127.0.0.1:6379/0",
@@ -48,7 +51,6 @@ CELERY_DEFAULTS: dict[str, Any] = {
     "enable_utc": True,
     "broker_connection_retry_on_startup": True,
     "broker_transport_options": {
-        "visibility_timeout": VISIBILITY_TIMEOUT,
         "socket_connect_timeout": 3,
         "socket_timeout": 10,
     },
@@ -76,10 +78,12 @@ CELERY_DEFAULTS: dict[str, Any] = {
         "expire-trials-nightly": {
             "task": "periodic.expire_trials",
             "schedule": crontab(minute=0, hour=2),
+            "kwargs": {"schedule_entry": "expire-trials-nightly"},
         },
         "trial-reminders-hourly": {
             "task": "periodic.queue_trial_reminders",
             "schedule": crontab(minute=5),
+            "kwargs": {"schedule_entry": "trial-reminders-hourly"},
         },
     },
 }
@@ -98,8 +102,15 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TIMEOUT": 10,
     "MAIL_FROM": "Flask Celery <noreply@example.com>",
     "WEBHOOK_TIMEOUT": 10,
+    "WEBHOOK_MAX_RESPONSE_BYTES": 64 * 1024,
+    # CIDRs webhooks may reach although internal (service.egress); e.g. ["127.0.0.0/8"] locally
+    "WEBHOOK_ALLOWED_NETWORKS": [],
     "WEBHOOK_USER_AGENT": "flask-celery-webhooks/0.1",
     "TRIAL_REMINDER_HOURS": 24,
+    # The retry policy of every task (service.reliability.retry.RetryPolicy).
+    "RETRY_MAX_RETRIES": 6,
+    "RETRY_BACKOFF_BASE": 2.0,
+    "RETRY_BACKOFF_MAX": 300.0,
     "EXPORT_BATCH_SIZE": 200,
     "LOG_FORMAT": "text",
     "LOG_LEVEL": "INFO",
@@ -132,21 +143,37 @@ def celery_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
     lower = {k: v for k, v in raw.items() if k == k.lower()}
     upper = {k.lower(): v for k, v in raw.items() if k != k.lower()}
     settings = merge(lower, upper)
+    transport = settings.setdefault("broker_transport_options", {})
+    transport.setdefault(
+        "visibility_timeout",
+        max(MIN_VISIBILITY_TIMEOUT, longest_time_limit(settings) + VISIBILITY_MARGIN),
+    )
     # beat's schedule and leader lock live on the broker's Redis unless configured otherwise
-    settings.setdefault("redbeat_redis_url", settings["broker_url"])
-    settings.setdefault("redbeat_redis_options", {"socket_connect_timeout": 3, "socket_timeout": 10})
+    settings.setdefault("redbeat_redis_url", settings.get("broker_url"))
+    settings.setdefault(
+        "redbeat_redis_options", {"socket_connect_timeout": 3, "socket_timeout": 10}
+    )
     check_time_budget(settings)
     return settings
 
 
-def check_time_budget(settings: Mapping[str, Any]) -> None:
+def longest_time_limit(
+    settings: Mapping[str, Any], task_limits: Iterable[float | None] = ()
+) -> float:
+    """The longest hard time limit any task can run under."""
+    return max([float(settings.get("task_time_limit") or 0)] + [float(t) for t in task_limits if t])
+
+
+def check_time_budget(
+    settings: Mapping[str, Any], task_limits: Iterable[float | None] = ()
+) -> None:
     """Refuse a hard time limit that Redis' visibility timeout would cut short (contract 3)."""
-    limit = settings.get("task_time_limit")
+    limit = longest_time_limit(settings, task_limits)
     visibility = (settings.get("broker_transport_options") or {}).get("visibility_timeout")
-    if limit and visibility and float(visibility) <= float(limit):
+    if limit and visibility and float(visibility) <= limit:
         raise ConfigError(
             f"broker_transport_options.visibility_timeout ({visibility}s) must be longer than "
-            f"task_time_limit ({limit}s), or Redis redelivers tasks that are still running: "
-            "raise FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout or lower "
+            f"the longest hard time limit ({limit:g}s), or Redis redelivers tasks that are still "
+            "running: raise FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout or lower "
             "FLASK_CELERY__TASK_TIME_LIMIT"
         )

@@ -66,6 +66,7 @@ class JobRequest:
     kind: str
     task: Task
     args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     #: Rows the job needs, created in the same transaction as the job (e.g. an export row).
     #: Called with the job id; returns the rows it added and the task arguments.
@@ -108,7 +109,7 @@ def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> E
         return Enqueued(existing, created=False)
 
     try:
-        req.task.apply_async(args, task_id=job_id, ignore_result=False, **req.options)
+        req.task.apply_async(args, req.kwargs, task_id=job_id, ignore_result=False, **req.options)
     except BaseException as exc:
         # Not published, so not a job: remove what was recorded for it.
         for row in [job, *reversed(rows)]:

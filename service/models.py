@@ -178,3 +178,60 @@ class Job(db.Model):  # type: ignore[name-defined,misc]
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+class LedgerEntry(db.Model):  # type: ignore[name-defined,misc]
+    """The idempotency ledger: one row per effect that has happened, under a unique key.
+
+    Written in the same transaction as the effect's own rows (see
+    `service.reliability.idempotency`), so either both are there or neither is.
+    """
+
+    __tablename__ = "task_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    task_name: Mapped[str] = mapped_column(sa.String(100))
+    task_id: Mapped[str | None] = mapped_column(sa.String(36))
+    result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeadLetter(db.Model):  # type: ignore[name-defined,misc]
+    """A task that failed for good: permanently, or after its last retry."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[str] = mapped_column(sa.String(36), index=True)
+    task_name: Mapped[str] = mapped_column(sa.String(100), index=True)
+    queue: Mapped[str | None] = mapped_column(sa.String(40))
+    args: Mapped[list[Any]] = mapped_column(JSON)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    exception_type: Mapped[str] = mapped_column(sa.String(200))
+    exception_message: Mapped[str] = mapped_column(sa.Text)
+    traceback: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    redriven_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    redrive_job_id: Mapped[str | None] = mapped_column(sa.String(36))
+
+    def to_dict(self, full: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "task_id": self.task_id,
+            "task_name": self.task_name,
+            "queue": self.queue,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "exception": f"{self.exception_type}: {self.exception_message}",
+            "attempts": self.attempts,
+            "first_attempt_at": _iso(self.first_attempt_at),
+            "failed_at": _iso(self.failed_at),
+            "redriven_at": _iso(self.redriven_at),
+            "redrive_job_id": self.redrive_job_id,
+        }
+        if full:
+            out["traceback"] = self.traceback
+        return out

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import errors, health, jobs, openapi, resources
+from . import dead_letters, errors, health, jobs, openapi, resources
 
 
 def init_app(app: Flask) -> None:
     """Register every blueprint and the JSON error handlers."""
     errors.init_app(app)
-    for module in (jobs, resources, health, openapi):
+    for module in (jobs, dead_letters, resources, health, openapi):
         app.register_blueprint(module.bp)

@@ -11,7 +11,8 @@ from typing import Any
 from celery.result import AsyncResult
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from ..db import db
+from ..config import longest_time_limit
+from ..db import db, utcnow
 from ..enqueue import (
     BROKER_ERRORS,
     BrokerUnavailable,
@@ -69,11 +70,31 @@ def _require(model: type[Any], row_id: int, field: str) -> Any:
     return row
 
 
+def max_delay() -> float:
+    """The longest countdown a job may have: Redis hands a message held longer than the
+    visibility timeout to a second worker, so delay plus run time must stay within it."""
+    conf = current_app.extensions["celery"].conf
+    return float(conf.broker_transport_options["visibility_timeout"]) - longest_time_limit(conf)
+
+
 def _accept(req: JobRequest, body: Schedule) -> tuple[Response, int]:
-    """Enqueue and answer 202 (201-style body), or the replayed job for a known key."""
+    """Enqueue with the body's schedule, honouring the request's Idempotency-Key."""
+    delay = body.delay_seconds(utcnow())
+    if delay > max_delay():
+        field = "countdown" if body.countdown is not None else "eta"
+        raise bad_request(
+            f"{field}: at most {max_delay():.0f} seconds ahead; the broker would deliver a job "
+            "held longer twice (see visibility_timeout)",
+            field=field,
+        )
     req.options = body.options()
+    return accept(req, body.model_dump(mode="json"), _idempotency_key())
+
+
+def accept(req: JobRequest, body: Any, key: str | None) -> tuple[Response, int]:
+    """Enqueue and answer 202 with the job, or the job already recorded under `key`."""
     try:
-        result = enqueue(req, body.model_dump(mode="json"), _idempotency_key())
+        result = enqueue(req, body, key)
     except IdempotencyConflict:
         raise ApiError(
             422,

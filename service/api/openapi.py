@@ -55,6 +55,7 @@ READ_ENDPOINTS = (
     ("/exports/{id}", "An export"),
     ("/exports/{id}/download", "Download an export's CSV"),
     ("/webhook-deliveries/{id}", "A webhook delivery"),
+    ("/dead-letters/{id}", "A dead letter, with its traceback"),
 )
 
 
@@ -167,6 +168,23 @@ def build() -> dict[str, Any]:
                 "responses": {"200": {"description": "ok"}, "503": {"description": "not ready"}},
             }
         }
+    paths["/dead-letters"] = {
+        "get": {
+            "summary": "Tasks that failed for good, newest first",
+            "parameters": [
+                {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                for n, t in (("task", "string"), ("limit", "integer"), ("before", "integer"))
+            ],
+            "responses": {"200": {"description": "items and total"}, **_ERRORS},
+        }
+    }
+    paths["/dead-letters/{id}/redrive"] = {
+        "post": {
+            "summary": "Publish a dead letter's task again (a second call returns the same job)",
+            "parameters": [id_param],
+            "responses": {"202": _JOB_ACCEPTED, "404": {"$ref": "#/components/responses/Error"}},
+        }
+    }
     paths["/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }

@@ -38,6 +38,14 @@ class Schedule(Body):
             raise ValueError("eta must carry a timezone, e.g. 2030-01-01T09:00:00Z")
         return self
 
+    def delay_seconds(self, now: datetime) -> float:
+        """How far ahead the job is scheduled."""
+        if self.countdown is not None:
+            return float(self.countdown)
+        if self.eta is not None:
+            return (self.eta - now).total_seconds()
+        return 0.0
+
     def options(self) -> dict[str, Any]:
         """The `apply_async` scheduling options."""
         if self.countdown is not None:

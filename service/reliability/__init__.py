@@ -1,1 +1,4 @@
-"""Delivery discipline shared by every task: error classification and retry policy."""
+"""Delivery discipline shared by every task: retry policy, idempotency ledger, dead letters.
+
+Tasks are declared with `service.reliability.task.job_task`, which applies all three.
+"""

@@ -1,14 +1,20 @@
-"""One classification of failures, shared by every task.
+"""One classification of failures, and one retry policy, shared by every task.
 
-Transient failures (the network, a timeout, a 5xx or 429 answer) are retried with exponential
-backoff, a cap and full jitter, a bounded number of times. Everything else is permanent and
-fails at once: retrying a 400 or a missing row only delays the same answer.
+Transient failures (the network, a timeout, a 408/425/429/5xx answer, a database that is
+briefly unreachable) are retried with capped exponential backoff and full jitter, a bounded
+number of times; a `Retry-After` the other side sent wins over the computed delay. Everything
+else is permanent and fails at once: retrying a 400 or a missing row only delays the same
+answer. The numbers come from the app config (`RETRY_*`), read when a task fails, so a worker
+group can run with its own policy.
 """
 
 from __future__ import annotations
 
+import random
 import smtplib
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -40,17 +46,47 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
 )
 
-#: `@shared_task(**RETRY_POLICY)`: autoretry on transient errors only, with jittered backoff.
-RETRY_POLICY: dict[str, Any] = {
-    "autoretry_for": TRANSIENT_EXCEPTIONS,
-    "dont_autoretry_for": (PermanentError,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 6,
-}
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying `exc` may help."""
+    if isinstance(exc, PermanentError):
+        return False
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500  # 4xx SMTP replies are temporary by definition
+    return isinstance(exc, TRANSIENT_EXCEPTIONS)
 
 
 def is_transient_status(status_code: int) -> bool:
     """HTTP answers worth retrying: 408, 425, 429 and every 5xx."""
     return status_code in (408, 425, 429) or status_code >= 500
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a transient failure is retried."""
+
+    #: Retries after the first attempt; the task fails (and is dead-lettered) after that.
+    max_retries: int = 6
+    #: Delay before the first retry, doubled for each one after.
+    backoff_base: float = 2.0
+    #: No delay is longer than this.
+    backoff_max: float = 300.0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:
+        return cls(
+            max_retries=int(config["RETRY_MAX_RETRIES"]),
+            backoff_base=float(config["RETRY_BACKOFF_BASE"]),
+            backoff_max=float(config["RETRY_BACKOFF_MAX"]),
+        )
+
+    def delay(
+        self, retries: int, exc: BaseException | None = None, rng: random.Random | None = None
+    ) -> float:
+        """Seconds to wait before retry number `retries + 1`: full jitter over the capped
+        exponential, or the peer's Retry-After (capped too) when it gave one."""
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), self.backoff_max)
+        ceiling = min(self.backoff_max, self.backoff_base * (2**retries))
+        return (rng or random).uniform(0, ceiling)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from ..reliability.task import job_task
 
 
-@shared_task(name="jobs.add", ignore_result=False)
+@job_task("jobs.add")
 def add_together(a: int, b: int) -> int:
     """Return a + b; the result is stored so the API can report it."""
     return a + b

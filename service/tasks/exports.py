@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from celery import Task, shared_task
+from celery import current_task
 from flask import current_app
 
 from ..db import db, utcnow
 from ..models import EmailLog, Export, Invoice, User, WebhookDelivery
-from ..reliability.retry import RETRY_POLICY
+from ..reliability.task import job_task
 from .common import load, storage_path
 
 #: Tables that may be exported, and the columns that go into the file (no secrets).
@@ -33,8 +33,8 @@ EXPORTABLE: dict[str, tuple[type[Any], tuple[str, ...]]] = {
 }
 
 
-@shared_task(name="exports.export_table", bind=True, ignore_result=False, **RETRY_POLICY)
-def export_table(self: Task, export_id: int) -> dict[str, Any]:
+@job_task("exports.export_table", key=lambda export_id: f"export:{export_id}")
+def export_table(export_id: int) -> dict[str, Any]:
     """Write the export's table to STORAGE_DIR/exports/export-<id>.csv."""
     export = load(Export, export_id)
     model, columns = EXPORTABLE[export.table_name]
@@ -60,7 +60,9 @@ def export_table(self: Task, export_id: int) -> dict[str, Any]:
                     writer.writerow([_cell(getattr(row, c)) for c in columns])
                 done += len(rows)
                 last_id = rows[-1].id
-                self.update_state(state="PROGRESS", meta={"done": done, "total": max(total, done)})
+                current_task.update_state(
+                    state="PROGRESS", meta={"done": done, "total": max(total, done)}
+                )
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,19 +1,18 @@
 """Invoice PDFs: render an invoice into STORAGE_DIR/invoices/<number>.pdf with fpdf2.
 
-Rendering is idempotent: the file is written atomically under a name derived from the invoice
-number, so a second run overwrites it with the same content and sets the same columns.
+The file is written atomically under a name derived from the invoice number, and the run is
+recorded in the ledger under `invoice_pdf:<id>`, so a second run does nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
 from fpdf import FPDF
 
 from ..db import utcnow
 from ..models import Invoice
-from ..reliability.retry import RETRY_POLICY
+from ..reliability.task import job_task
 from .common import atomic_write, load, storage_path
 
 
@@ -52,7 +51,7 @@ def render_invoice(invoice: Invoice) -> bytes:
     return bytes(pdf.output())
 
 
-@shared_task(name="invoices.generate_pdf", ignore_result=False, **RETRY_POLICY)
+@job_task("invoices.generate_pdf", key=lambda invoice_id: f"invoice_pdf:{invoice_id}")
 def generate_pdf(invoice_id: int) -> dict[str, Any]:
     """Render the invoice's PDF and record where it is."""
     invoice = load(Invoice, invoice_id)

@@ -1,31 +1,26 @@
 """Notification mails: the welcome mail and the trial-ending reminder.
 
-Each mail has an idempotency key recorded in `email_log` under a unique constraint. A task that
-runs twice finds the row and does not mail again. A worker that dies between the SMTP call and
-the commit sends the mail twice, with the same Message-ID, so mail clients can fold them.
+Each mail's idempotency key (`welcome:<user>`, `trial_reminder:<user>:<trial end>`) goes into
+the ledger and into `email_log` with the mail, so a second run sends nothing. A worker that dies
+between the SMTP call and the commit sends the mail again, with the same Message-ID, so mail
+clients fold the two.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
 from flask import current_app
 
 from ..db import db
 from ..mailer import send_mail
 from ..models import EmailLog, User
-from ..reliability.retry import RETRY_POLICY
+from ..reliability.task import job_task
 from .common import load
 
 
-def _send_once(user: User, kind: str, key: str, subject: str, body: str) -> dict[str, Any]:
-    """Mail `user` unless a mail with `key` was already sent; record it in the same session."""
-    sent = db.session.execute(
-        db.select(EmailLog).filter_by(idempotency_key=key)
-    ).scalar_one_or_none()
-    if sent is not None:
-        return {"status": "already_sent", "message_id": sent.message_id}
+def _send(user: User, kind: str, key: str, subject: str, body: str) -> dict[str, Any]:
+    """Mail `user` and record it, under `key`, in the current transaction."""
     domain = current_app.config["MAIL_FROM"].rsplit("@", 1)[-1].rstrip(">") or "localhost"
     message_id = f"<{key.replace(':', '.')}@{domain}>"
     send_mail(user.email, subject, body, message_id)
@@ -42,30 +37,31 @@ def _send_once(user: User, kind: str, key: str, subject: str, body: str) -> dict
     return {"status": "sent", "message_id": message_id}
 
 
-@shared_task(name="notify.send_welcome_email", ignore_result=False, **RETRY_POLICY)
+@job_task("notify.send_welcome_email", key=lambda user_id: f"welcome:{user_id}")
 def send_welcome_email(user_id: int) -> dict[str, Any]:
     """Send the welcome mail to a new user, once."""
     user = load(User, user_id)
-    body = (
-        f"Hello {user.name},\n\nwelcome aboard! Your trial runs until "
-        f"{user.trial_ends_at:%Y-%m-%d %H:%M} UTC.\n"
-        if user.trial_ends_at
-        else f"Hello {user.name},\n\nwelcome aboard!\n"
-    )
-    return _send_once(user, "welcome", f"welcome:{user.id}", f"Welcome, {user.name}", body)
+    body = f"Hello {user.name},\n\nwelcome aboard!\n"
+    if user.trial_ends_at:
+        body += f"Your trial runs until {user.trial_ends_at:%Y-%m-%d %H:%M} UTC.\n"
+    return _send(user, "welcome", f"welcome:{user.id}", f"Welcome, {user.name}", body)
 
 
-@shared_task(name="notify.send_trial_reminder", ignore_result=False, **RETRY_POLICY)
-def send_trial_reminder(user_id: int) -> dict[str, Any]:
-    """Remind a trial user that the trial ends soon, once per trial end date."""
+def _reminder_key(user_id: int, trial_ends_at: str) -> str:
+    return f"trial_reminder:{user_id}:{trial_ends_at}"
+
+
+@job_task("notify.send_trial_reminder", key=_reminder_key)
+def send_trial_reminder(user_id: int, trial_ends_at: str) -> dict[str, Any]:
+    """Remind a trial user that the trial ends soon, once per trial end."""
     user = load(User, user_id)
     if user.plan != "trial" or user.trial_ends_at is None:
         return {"status": "skipped", "reason": f"plan is {user.plan}"}
     ends = user.trial_ends_at
-    return _send_once(
+    return _send(
         user,
         "trial_reminder",
-        f"trial_reminder:{user.id}:{ends:%Y%m%dT%H%M}",
+        _reminder_key(user_id, trial_ends_at),
         "Your trial ends soon",
         f"Hello {user.name},\n\nyour trial ends on {ends:%Y-%m-%d %H:%M} UTC.\n",
     )

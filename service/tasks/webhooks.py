@@ -1,24 +1,31 @@
-"""Webhook delivery: a signed HTTP POST with a timeout, retried only when retrying can help.
+"""Webhook delivery: a signed HTTP POST with bounded time and size, retried only when it helps.
 
 The body is JSON ``{"id", "type", "created_at", "data"}``. Headers carry the event id
-(`X-Webhook-Id`, stable across retries, for deduplication at the receiver) and an HMAC
-signature (`X-Webhook-Signature`, see `service.signing`). A 2xx marks the delivery delivered;
-408/425/429/5xx and network errors retry with backoff (429 honours Retry-After); any other
-answer fails the delivery at once.
+(`X-Webhook-Id`, the same on every attempt, for deduplication at the receiver) and an HMAC
+signature (`X-Webhook-Signature`, see `service.signing`). The URL must resolve to a public
+address (`service.egress`). A 2xx marks the delivery delivered; 408/425/429/5xx and network
+errors retry with backoff (429 and 503 honour Retry-After); any other answer fails the delivery
+at once.
+
+A receiver cannot get an HTTP call exactly once: if a worker dies after the receiver answered
+but before the delivery is committed, the event is sent again. The event id makes that
+duplicate recognisable.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
-from celery import Task, shared_task
 from flask import current_app
 
 from ..db import db, utcnow
+from ..egress import check_url, parse_networks
 from ..models import WebhookDelivery
-from ..reliability.retry import RETRY_POLICY, PermanentError, TransientError, is_transient_status
+from ..reliability.retry import PermanentError, TransientError, is_transient_status
+from ..reliability.task import job_task
 from ..signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
 from .common import load
 
@@ -35,16 +42,35 @@ def delivery_body(delivery: WebhookDelivery) -> bytes:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
+    value = response.headers.get("Retry-After", "").strip()
     return float(value) if value.isdigit() else None
 
 
-@shared_task(name="webhooks.deliver", bind=True, ignore_result=False, **RETRY_POLICY)
-def deliver(self: Task, delivery_id: int) -> dict[str, Any]:
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST and return the status; the answer's body is read up to a limit, then dropped."""
+    cfg = current_app.config
+    limit, deadline = int(cfg["WEBHOOK_MAX_RESPONSE_BYTES"]), float(cfg["WEBHOOK_TIMEOUT"])
+    started = time.monotonic()
+    with httpx.Client(timeout=deadline, follow_redirects=False) as client:
+        with client.stream("POST", url, content=body, headers=headers) as response:
+            received = 0
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if received > limit or time.monotonic() - started > deadline:
+                    break  # the status is all we need; never let a receiver hold us
+            if is_transient_status(response.status_code):
+                raise TransientError(
+                    f"receiver answered HTTP {response.status_code}", _retry_after(response)
+                )
+            return response.status_code
+
+
+@job_task("webhooks.deliver", key=lambda delivery_id: f"webhook:{delivery_id}")
+def deliver(delivery_id: int) -> dict[str, Any]:
     """POST the delivery's event to its endpoint."""
     delivery = load(WebhookDelivery, delivery_id)
-    if delivery.status == "delivered":
-        return {"status": "already_delivered", "response_status": delivery.response_status}
+    url = delivery.endpoint.url
+    check_url(url, parse_networks(current_app.config["WEBHOOK_ALLOWED_NETWORKS"]))
     body = delivery_body(delivery)
     headers = {
         "Content-Type": "application/json",
@@ -53,27 +79,12 @@ def deliver(self: Task, delivery_id: int) -> dict[str, Any]:
         SIGNATURE_HEADER: sign(delivery.endpoint.secret, body),
     }
     delivery.attempts += 1
-    # The attempt is counted even if the call below raises, so it is committed first.
-    db.session.commit()
-    response = httpx.post(
-        delivery.endpoint.url,
-        content=body,
-        headers=headers,
-        timeout=float(current_app.config["WEBHOOK_TIMEOUT"]),
-        follow_redirects=False,
-    )
-    delivery.response_status = response.status_code
-    if response.is_success:
+    db.session.commit()  # the attempt counts even when the call below raises
+    status = _post(url, body, headers)
+    delivery.response_status = status
+    if 200 <= status < 300:
         delivery.status, delivery.delivered_at = "delivered", utcnow()
-        return {"status": "delivered", "response_status": response.status_code}
-    if is_transient_status(response.status_code):
-        db.session.commit()
-        retry_after = _retry_after(response)
-        if retry_after is not None:
-            raise self.retry(
-                countdown=retry_after, exc=TransientError(f"HTTP {response.status_code}")
-            )
-        raise TransientError(f"receiver answered HTTP {response.status_code}")
+        return {"status": "delivered", "response_status": status}
     delivery.status = "failed"
     db.session.commit()
-    raise PermanentError(f"receiver answered HTTP {response.status_code}")
+    raise PermanentError(f"receiver answered HTTP {status}")

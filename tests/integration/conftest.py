@@ -116,6 +116,8 @@ def stack_env(
         "FLASK_SMTP_PORT": str(smtp_sink.port),
         "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus"),
         "PYTHONUNBUFFERED": "1",
+        # the webhook receivers of these tests listen on loopback, which is refused by default
+        "FLASK_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
     }
     (state / "prometheus").mkdir()
     subprocess.run(

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -49,7 +48,7 @@ def test_welcome_email_reaches_the_smtp_server_once(api: httpx.Client, smtp_sink
     first = api.post("/jobs/welcome-email", json={"user_id": user["id"]}).json()
     assert wait_for_job(api, first["status_url"])["value"]["status"] == "sent"
     second = api.post("/jobs/welcome-email", json={"user_id": user["id"]}).json()
-    assert wait_for_job(api, second["status_url"])["value"]["status"] == "already_sent"
+    assert wait_for_job(api, second["status_url"])["value"]["status"] == "duplicate"
 
     mails = [m for m in smtp_sink.messages() if m["To"] == user["email"]]
     assert len(mails) == 1
@@ -219,20 +218,23 @@ def test_unknown_job_id_is_404(api: httpx.Client) -> None:
     assert response.json()["error"] == "not_found"
 
 
-def test_a_permanent_failure_is_reported_with_its_error(api: httpx.Client, stack_app: Any) -> None:
-    user = new_user(api)
-    job = api.post("/jobs/welcome-email", json={"user_id": user["id"]}).json()
-    wait_for_job(api, job["status_url"])
-    with stack_app.app_context():  # the row disappears between enqueue and a second run
-        db.session.execute(sa.delete(EmailLog).where(EmailLog.user_id == user["id"]))
-        db.session.execute(sa.delete(User).where(User.id == user["id"]))
-        db.session.commit()
-    # enqueue directly: the API itself refuses ids that do not exist
+def test_a_permanent_failure_fails_at_once_and_is_dead_lettered(
+    api: httpx.Client, stack_app: Any
+) -> None:
+    # published directly: the API itself refuses ids that do not exist
     celery_app = stack_app.extensions["celery"]
-    result = celery_app.send_task(
-        "notify.send_welcome_email", args=(user["id"],), ignore_result=False
-    )
+    result = celery_app.send_task("notify.send_welcome_email", args=(10**9,), ignore_result=False)
     result.get(timeout=30, propagate=False)
     assert result.state == "FAILURE"
-    assert "does not exist" in str(result.result)
-    assert Path(stack_app.config["STORAGE_DIR"]).is_dir()
+    assert "User 1000000000 does not exist" in str(result.result)
+
+    query = {"task": "notify.send_welcome_email"}
+    letters = wait_until(
+        lambda: api.get("/dead-letters", params=query).json()["items"], what="dead letter recorded"
+    )
+    [letter] = [d for d in letters if d["task_id"] == result.id]
+    assert letter["attempts"] == 1  # permanent: no retry
+    assert letter["args"] == [10**9]
+    assert letter["exception"].startswith("PermanentError: User 1000000000 does not exist")
+    detail = api.get(f"/dead-letters/{letter['id']}").json()
+    assert "Traceback" in detail["traceback"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service import create_app
-from service.config import ConfigError, celery_settings
+from service.config import ConfigError, celery_settings, check_time_budget
 
 
 def test_factory_honours_testing_config() -> None:
@@ -56,17 +56,36 @@ def test_visibility_timeout_shorter_than_the_time_limit_is_refused() -> None:
     with pytest.raises(
         ConfigError,
         match=r"visibility_timeout \(300s\) must be longer than "
-        r"task_time_limit \(600s\)",
+        r"the longest hard time limit \(600s\)",
     ):
         celery_settings(
             {"task_time_limit": 600, "broker_transport_options": {"visibility_timeout": 300}}
         )
 
 
+def test_a_task_limit_longer_than_the_visibility_timeout_is_refused() -> None:
+    settings = {"task_time_limit": 60, "broker_transport_options": {"visibility_timeout": 3600}}
+    check_time_budget(settings, [None, 120.0])
+    with pytest.raises(ConfigError, match=r"longest hard time limit \(7200s\)"):
+        check_time_budget(settings, [None, 7200.0])
+
+
+def test_visibility_timeout_is_derived_from_the_longest_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLASK_CELERY__TASK_TIME_LIMIT", "5000")
+    conf = create_app().extensions["celery"].conf
+    assert conf.broker_transport_options["visibility_timeout"] == 5000 + 300
+    monkeypatch.setenv("FLASK_CELERY__TASK_TIME_LIMIT", "60")
+    conf = create_app().extensions["celery"].conf
+    assert conf.broker_transport_options["visibility_timeout"] == 3600
+
+
 def test_the_app_refuses_to_start_with_a_broken_time_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FLASK_CELERY__TASK_TIME_LIMIT", "5000")
+    monkeypatch.setenv("FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout", "3000")
     with pytest.raises(
         ConfigError, match="FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout"
     ):

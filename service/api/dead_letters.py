@@ -1,0 +1,71 @@
+"""Dead letters: list the tasks that failed for good, inspect one, and send it again.
+
+A re-drive publishes the same task with the same arguments. Idempotency keys derive from the
+arguments, so work that did complete before the failure is not repeated. Re-driving the same
+dead letter twice returns the first re-drive's job.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..db import db, utcnow
+from ..enqueue import JobRequest
+from ..models import DeadLetter
+from .errors import ApiError, bad_request, not_found
+from .jobs import accept
+
+bp = Blueprint("dead_letters", __name__, url_prefix="/dead-letters")
+
+MAX_PAGE = 200
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise bad_request(f"{name}: must be an integer from {low} to {high}", field=name)
+    return int(raw)
+
+
+@bp.get("")
+def list_dead_letters() -> Response:
+    """Newest first; filter with `?task=<name>`, page with `?limit=&before=<id>`."""
+    limit = _int_arg("limit", 50, 1, MAX_PAGE)
+    before = _int_arg("before", 0, 0, 2**53)
+    query = sa.select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+    if task := request.args.get("task"):
+        query = query.where(DeadLetter.task_name == task)
+    if before:
+        query = query.where(DeadLetter.id < before)
+    letters = db.session.scalars(query).all()
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(DeadLetter))
+    return jsonify({"items": [d.to_dict() for d in letters], "total": total})
+
+
+@bp.get("/<int:letter_id>")
+def get_dead_letter(letter_id: int) -> Response:
+    letter = db.session.get(DeadLetter, letter_id)
+    if letter is None:
+        raise not_found(f"dead letter {letter_id}")
+    return jsonify(letter.to_dict(full=True))
+
+
+@bp.post("/<int:letter_id>/redrive")
+def redrive(letter_id: int) -> tuple[Response, int]:
+    """Publish the task again; 202 with the new job, like any enqueue."""
+    letter = db.session.get(DeadLetter, letter_id)
+    if letter is None:
+        raise not_found(f"dead letter {letter_id}")
+    task = current_app.extensions["celery"].tasks.get(letter.task_name)
+    if task is None:
+        raise ApiError(409, "unknown_task", f"task {letter.task_name} is no longer registered")
+    job = JobRequest(f"redrive.{letter.task_name}", task, tuple(letter.args), kwargs=letter.kwargs)
+    response, status = accept(job, body={"dead_letter": letter.id}, key=f"redrive:{letter.id}")
+    if letter.redriven_at is None:
+        letter.redriven_at = utcnow()
+        letter.redrive_job_id = response.get_json()["job_id"]
+        db.session.commit()
+    return response, status

@@ -1,0 +1,71 @@
+"""The idempotency ledger: a task's effect happens at most once per key.
+
+At-least-once delivery means any task may run twice. A task declared with a key (see
+`service.reliability.task`) first looks the key up in `task_ledger`; if it is there, the run
+is a duplicate and returns the first run's result. Otherwise the task does its work and, at the
+end, inserts the key in the same transaction as the rows that record its effect. The insert is
+`INSERT ... ON CONFLICT DO NOTHING` (SQLite and PostgreSQL): when a concurrent run got there
+first, nothing is inserted, this run's transaction is rolled back, and its rows vanish with it.
+
+Database effects are therefore exactly-once. An effect outside the database (a mail, an HTTP
+call) can still happen twice if a worker dies between doing it and committing; such effects
+carry the key (Message-ID, X-Webhook-Id) so their receivers can fold duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..db import db
+from ..models import LedgerEntry
+
+log = logging.getLogger(__name__)
+
+#: Marks a result returned for a key that had already run.
+DUPLICATE = "duplicate"
+
+
+def recorded(key: str) -> LedgerEntry | None:
+    """The ledger entry for `key`, if the effect has happened."""
+    return db.session.execute(db.select(LedgerEntry).filter_by(key=key)).scalar_one_or_none()
+
+
+def record(key: str, task_name: str, task_id: str | None, result: Any) -> bool:
+    """Insert `key` unless present; False when another run recorded it first."""
+    dialect = db.session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    statement = (
+        insert(LedgerEntry)
+        .values(key=key, task_name=task_name, task_id=task_id, result=result)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    return bool(db.session.execute(statement).rowcount)
+
+
+def duplicate_result(entry: LedgerEntry) -> dict[str, Any]:
+    """What a duplicate run returns: the first run's result, marked."""
+    return {
+        "status": DUPLICATE,
+        "key": entry.key,
+        "first_task_id": entry.task_id,
+        "result": entry.result,
+    }
+
+
+def run_once(key: str, task_name: str, task_id: str | None, body: Any) -> Any:
+    """Run `body()` unless `key` is in the ledger; record it with the body's result."""
+    entry = recorded(key)
+    if entry is not None:
+        log.info("skipping %s: %s already ran as task %s", task_name, key, entry.task_id)
+        return duplicate_result(entry)
+    result = body()
+    db.session.flush()  # the effect's rows first, so a failure there is not masked
+    if not record(key, task_name, task_id, result):
+        db.session.rollback()
+        entry = recorded(key)
+        log.info("discarding %s: %s was recorded concurrently", task_name, key)
+        return duplicate_result(entry) if entry else {"status": DUPLICATE, "key": key}
+    return result

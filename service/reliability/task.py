@@ -1,0 +1,66 @@
+"""`job_task`: the one way this project declares a task.
+
+It is `@shared_task` plus the delivery discipline every task needs: an explicit, stable name;
+results stored only when asked; transient failures retried by the shared `RetryPolicy`,
+permanent ones raised at once; and, given a `key`, the idempotency ledger, so that a second run
+of the same work is a no-op. Final failures reach the dead-letter store through the
+`task_failure` signal (wired in `service.celery_app`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import Task, current_task, shared_task
+from flask import current_app
+
+from .idempotency import run_once
+from .retry import RetryPolicy, is_transient
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def job_task(
+    name: str,
+    *,
+    key: Callable[..., str | None] | None = None,
+    store_result: bool = True,
+    **options: Any,
+) -> Callable[[F], Task]:
+    """Declare `fn` as the task `name`.
+
+    Args:
+        key: computes the idempotency key from the task's arguments; None (or a key function
+            returning None) runs the body every time.
+        store_result: keep the return value for the job API (`result_expires` applies).
+        options: any other `@shared_task` option (time_limit, acks_late, ...).
+    """
+
+    def decorate(fn: F) -> Task:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            task = current_task
+            try:
+                idem_key = key(*args, **kwargs) if key else None
+                if idem_key is None:
+                    return fn(*args, **kwargs)
+                return run_once(idem_key, name, task.request.id, lambda: fn(*args, **kwargs))
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                policy = RetryPolicy.from_config(current_app.config)
+                if task.request.retries >= policy.max_retries:
+                    raise  # retries exhausted: a final failure, dead-lettered
+                countdown = policy.delay(task.request.retries, exc)
+                raise task.retry(
+                    exc=exc, countdown=countdown, max_retries=policy.max_retries
+                ) from exc
+
+        # Celery checks call arguments against this signature when a task is sent.
+        run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+        return shared_task(name=name, ignore_result=not store_result, **options)(run)  # type: ignore[no-any-return]
+
+    return decorate

@@ -274,6 +274,8 @@ class Stack:
         }
         sqlite = f"sqlite:///{self.state / 'flask_celery.db'}"
         self.env.setdefault("FLASK_SQLALCHEMY_DATABASE_URI", sqlite)
+        # Webhooks refuse loopback addresses unless allowed; the local receiver is on one.
+        self.env.setdefault("FLASK_WEBHOOK_ALLOWED_NETWORKS", f'["{HOST}/32"]')
 
     def start_broker(self) -> None:
         """Use the broker named in the environment, or start our own Redis and wait for PING."""

@@ -33,12 +33,17 @@ helm: $(HELM4) $(HELM3)
 $(HELM4) $(HELM3):
 	@bash scripts/install-helm.sh
 
+.PHONY: checkov  ## Install checkov into .venv-checkov/ (its pins clash with the project's)
+checkov: .venv-checkov/bin/checkov
+.venv-checkov/bin/checkov:
+	@bash scripts/install-checkov.sh
+
 .PHONY: run  ## Run the whole stack locally: redis, web, workers, beat, flower, SMTP sink
-run: venv redis
+run: venv
 	@$(BIN)/python -m service.devstack
 
 .PHONY: test  ## Run the whole suite: unit, integration (real redis/celery/gunicorn), chart (real helm)
-test: venv redis helm
+test: venv redis helm checkov
 	@echo "==> pytest"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

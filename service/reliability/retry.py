@@ -1,8 +1,9 @@
 """One classification of failures, and one retry policy, shared by every task.
 
 Transient failures (the network, a timeout, a 408/425/429/5xx answer, a database that is
-briefly unreachable) are retried with capped exponential backoff and full jitter, a bounded
-number of times; a `Retry-After` the other side sent wins over the computed delay. Everything
+briefly unreachable) are retried with capped exponential backoff and "equal" jitter (each delay
+is drawn from the upper half of its step, so delays grow while retries still spread out), a
+bounded number of times; a `Retry-After` the other side sent wins over the computed delay. Everything
 else is permanent and fails at once: retrying a 400 or a missing row only delays the same
 answer. The numbers come from the app config (`RETRY_*`), read when a task fails, so a worker
 group can run with its own policy.
@@ -83,10 +84,11 @@ class RetryPolicy:
     def delay(
         self, retries: int, exc: BaseException | None = None, rng: random.Random | None = None
     ) -> float:
-        """Seconds to wait before retry number `retries + 1`: full jitter over the capped
-        exponential, or the peer's Retry-After (capped too) when it gave one."""
+        """Seconds to wait before retry number `retries + 1`: drawn from [step/2, step] with
+        step = base * 2**retries capped at `backoff_max`, or the peer's Retry-After (capped
+        too) when it gave one."""
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(float(retry_after), self.backoff_max)
-        ceiling = min(self.backoff_max, self.backoff_base * (2**retries))
-        return (rng or random).uniform(0, ceiling)
+        step = min(self.backoff_max, self.backoff_base * (2**retries))
+        return (rng or random).uniform(step / 2, step)

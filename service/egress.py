@@ -62,7 +62,7 @@ def check_url(url: str, allowed: Iterable[Network] = ()) -> list[IPAddress]:
         if exc.errno == socket.EAI_AGAIN:  # the resolver is struggling: worth a retry
             raise TransientError(f"{parts.hostname}: {exc.strerror}") from exc
         raise EgressRefused(f"{parts.hostname}: does not resolve ({exc.strerror})") from exc
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     allowed = list(allowed)
     for ip in addresses:
         if _is_internal(ip) and not any(ip in net for net in allowed):

@@ -65,7 +65,7 @@ class WebhookSink:
         self.status_script: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), self._handler())
-        self.host, self.port = self.server.server_address[0], self.server.server_address[1]
+        self.host, self.port = str(self.server.server_address[0]), self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -86,7 +86,7 @@ class WebhookSink:
                     record = {
                         "path": self.path,
                         "event_id": self.headers.get(EVENT_ID_HEADER),
-                        "signature_valid": bool(secret) and verify(secret, body, header),
+                        "signature_valid": secret is not None and verify(secret, body, header),
                         "body": body.decode(errors="replace"),
                         "answered": status,
                         "received_at": time.time(),

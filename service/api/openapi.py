@@ -105,12 +105,12 @@ def build() -> dict[str, Any]:
     }
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     paths: dict[str, Any] = {}
-    for path, summary, model in JOB_ENDPOINTS:
+    for path, summary, model_name in JOB_ENDPOINTS:
         paths[path] = {
             "post": {
                 "summary": summary,
                 "parameters": [_IDEMPOTENCY],
-                "requestBody": _body(model),
+                "requestBody": _body(model_name),
                 "responses": {
                     "202": _JOB_ACCEPTED,
                     **_ERRORS,
@@ -119,11 +119,11 @@ def build() -> dict[str, Any]:
                 },
             }
         }
-    for path, summary, model, described in CREATE_ENDPOINTS:
+    for path, summary, model_name, described in CREATE_ENDPOINTS:
         paths[path] = {
             "post": {
                 "summary": summary,
-                "requestBody": _body(model),
+                "requestBody": _body(model_name),
                 "responses": {"201": {"description": described}, **_ERRORS},
             }
         }

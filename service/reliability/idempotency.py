@@ -36,13 +36,14 @@ def recorded(key: str) -> LedgerEntry | None:
 def record(key: str, task_name: str, task_id: str | None, result: Any) -> bool:
     """Insert `key` unless present; False when another run recorded it first."""
     dialect = db.session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    statement = (
+    insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    statement: Any = (
         insert(LedgerEntry)
         .values(key=key, task_name=task_name, task_id=task_id, result=result)
         .on_conflict_do_nothing(index_elements=["key"])
     )
-    return bool(db.session.execute(statement).rowcount)
+    inserted: Any = db.session.execute(statement)
+    return bool(inserted.rowcount)
 
 
 def duplicate_result(entry: LedgerEntry) -> dict[str, Any]:

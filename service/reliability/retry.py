@@ -3,9 +3,9 @@
 Transient failures (the network, a timeout, a 408/425/429/5xx answer, a database that is
 briefly unreachable) are retried with capped exponential backoff and "equal" jitter (each delay
 is drawn from the upper half of its step, so delays grow while retries still spread out), a
-bounded number of times; a `Retry-After` the other side sent wins over the computed delay. Everything
-else is permanent and fails at once: retrying a 400 or a missing row only delays the same
-answer. The numbers come from the app config (`RETRY_*`), read when a task fails, so a worker
+bounded number of times; a `Retry-After` the other side sent wins over the computed delay.
+Everything else is permanent and fails at once: retrying a 400 or a missing row only delays the
+same answer. The numbers come from the app config (`RETRY_*`), read when a task fails, so a worker
 group can run with its own policy.
 """
 

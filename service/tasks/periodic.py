@@ -9,7 +9,7 @@ started from the API carries no entry name and always runs.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from celery import current_app as current_celery
@@ -58,7 +58,7 @@ def beat_run_key(schedule_entry: str | None = None) -> str | None:
 def expire_trials(schedule_entry: str | None = None) -> dict[str, Any]:
     """Move every trial whose end has passed to the `expired` plan."""
     now = utcnow()
-    result = db.session.execute(
+    result: Any = db.session.execute(
         sa.update(User)
         .where(User.plan == "trial", User.trial_ends_at <= now)
         .values(plan="expired", trial_expired_at=now)
@@ -80,6 +80,6 @@ def queue_trial_reminders(schedule_entry: str | None = None) -> dict[str, Any]:
             User.id.not_in(reminded),
         )
     ).all()
-    for user_id, trial_ends_at in users:
-        send_trial_reminder.delay(user_id, trial_ends_at.isoformat())
+    for user_id, trial_ends_at in users:  # the query only selects trials with an end
+        send_trial_reminder.delay(user_id, cast(datetime, trial_ends_at).isoformat())
     return {"queued": len(users)}

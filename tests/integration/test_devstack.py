@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -102,6 +103,32 @@ def devstack(tmp_path: Path) -> Iterator[Devstack]:
                 os.killpg(session, signal.SIGKILL)
 
 
+def readme_requests(webhook_port: int) -> list[tuple[str, str, dict[str, str], str]]:
+    """(method, path, headers, body) of every curl call in the README's "Try it" section,
+    in order, pointed at this stack; calls whose path holds a placeholder (…) are left out."""
+    text = (ROOT / "README.md").read_text().split("## Try it", 1)[1].split("\n## ", 1)[0]
+    calls = []
+    for line in text.replace("\\\n", " ").splitlines():
+        if not line.startswith("curl "):
+            continue
+        words = shlex.split(line.split(" #", 1)[0])
+        method, url, headers, body = "GET", "", {}, ""
+        for flag, value in zip(words, [*words[1:], ""], strict=True):
+            if flag == "-X":
+                method = value
+            elif flag == "-H":
+                name, _, header_value = value.partition(": ")
+                headers[name] = header_value
+            elif flag == "-d":
+                body = value.replace("127.0.0.1:8090", f"127.0.0.1:{webhook_port}")
+            elif flag.startswith("localhost:8000"):
+                url = flag.removeprefix("localhost:8000")
+        if "…" not in url:
+            calls.append((method, url, headers, body))
+    assert len(calls) >= 10, calls
+    return calls
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
@@ -154,6 +181,13 @@ def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
     assert (devstack.state / "flower-password").stat().st_mode & 0o777 == 0o600
     assert httpx.get(flower, timeout=10).status_code == 401
     assert httpx.get(flower, auth=("admin", password), timeout=10).status_code == 200
+
+    for method, path, headers, body in readme_requests(devstack.ports["webhook"]):
+        if method == "POST":
+            response = http.post(path, content=body, headers=headers)
+            assert response.status_code < 300, (path, body, response.text)
+        else:  # a read may wait for its job (an export's file, say)
+            wait_until(lambda p=path: http.get(p).status_code == 200, timeout=30, what=path)
 
     redis_port = int((devstack.state / "redis.port").read_text())
     assert redis_port != 6379

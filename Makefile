@@ -47,10 +47,14 @@ test: venv redis helm checkov
 	@echo "==> pytest"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: bench  ## Benchmarks: the job path against bare Celery (one summary line each)
+bench: venv redis
+	$(BIN)/python -m bench.throughput
+
 .PHONY: lint  ## Check style and types (ruff, mypy)
 lint: venv
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
 	$(BIN)/mypy service
 
 .PHONY: fmt  ## Format the code

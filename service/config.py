@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celery.schedules import crontab
-from kombu import Queue
+from kombu.entity import Queue
 
 from .routing import QUEUES, celery_routes
 

@@ -39,7 +39,7 @@ class SmtpSink:
     def messages(self) -> list[EmailMessage]:
         """Every mail received so far, oldest first."""
         return [
-            message_from_bytes(p.read_bytes(), policy=policy.default)  # type: ignore[misc]
+            message_from_bytes(p.read_bytes(), policy=policy.default)
             for p in sorted(self.directory.glob("*.eml"))
         ]
 

@@ -61,6 +61,6 @@ def job_task(
 
         # Celery checks call arguments against this signature when a task is sent.
         run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
-        return shared_task(name=name, ignore_result=not store_result, **options)(run)  # type: ignore[no-any-return]
+        return shared_task(name=name, ignore_result=not store_result, **options)(run)
 
     return decorate

@@ -1,6 +1,6 @@
 """Initial schema: users, notifications, invoices, exports, webhooks, jobs.
 
-Revision ID: 5ba06fca9a62
+Revision ID: 0001
 Revises:
 Create Date: 2026-11-23 20:06:15.289385
 
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = "5ba06fca9a62"
+revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None

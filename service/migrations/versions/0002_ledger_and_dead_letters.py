@@ -1,7 +1,7 @@
 """The idempotency ledger and the dead-letter store.
 
 Revision ID: 0002
-Revises: 5ba06fca9a62
+Revises: 0001
 Create Date: 2026-11-23 20:20:09.837830
 
 """
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = "0002"
-down_revision = "5ba06fca9a62"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 

@@ -33,7 +33,7 @@ def _check_broker() -> str:
         # A fresh connection: the pooled one may report success on a broken socket.
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-            conn.default_channel.client.ping() if hasattr(conn.default_channel, "client") else None
+            conn.default_channel  # noqa: B018 - opening a channel is the round trip we test
         return "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported as text
         return f"error: {type(exc).__name__}: {exc}"

@@ -1,7 +1,7 @@
 """Render the chart with the real `helm template` and validate every object it produces.
 
-Every render runs under each installed helm (`.tools/helm-*/helm`, from
-scripts/install-helm.sh; HELM_BIN selects one binary instead). Core objects are validated
+Every render runs under each installed helm (`.tools/helm-*/helm`, from `make helm`;
+HELM_BIN selects one binary instead). Core objects are validated
 against the Kubernetes schemas of the chart's minimum kubeVersion, strictly (unknown fields
 rejected); KEDA and Prometheus Operator objects against their CRD models, strictly too, since
 the plain models ignore unknown fields. Renders are cached per (helm, values, flags), so each

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_helpers import CHART, NAMESPACE, ROOT, helm_env
+
+from tests.chart.chart_helpers import CHART, NAMESPACE, ROOT, helm_env
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PRODUCTION = {
@@ -38,8 +39,9 @@ EXPECTED_SKIPS = {
 
 @pytest.fixture(scope="module")
 def checkov() -> Path:
+    """The checkov executable of .venv-checkov (its pins clash with the project's)."""
     if not CHECKOV.exists():
-        pytest.skip("checkov is not installed: run `bash scripts/install-checkov.sh`")
+        pytest.fail(f"checkov is not installed at {CHECKOV}: run `make checkov`")
     return CHECKOV
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import jmespath
-from chart_helpers import by_kind, container, env_of, one
+
+from tests.chart.chart_helpers import by_kind, container, env_of, one
 
 NAME = "rel-flask-celery-{}"
 
@@ -95,6 +98,30 @@ def test_shared_environment_comes_from_secrets_and_values(render):
         assert env["FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout"]["value"] == "7200"
         assert env["FLASK_LOG_FORMAT"]["value"] == "json"
         assert env["FLASK_STORAGE_DIR"]["value"] == "/data/storage"
+
+
+def test_webhook_allowed_networks_reach_every_app_container_as_json(render):
+    assert (
+        env_of(container(one(render({}), "Deployment", NAME.format("worker-webhooks"))))[
+            "FLASK_WEBHOOK_ALLOWED_NETWORKS"
+        ]["value"]
+        == "[]"
+    )
+    networks = ["10.1.0.0/16", "fd00:1::/64"]
+    docs = render({"webhooks": {"allowedNetworks": networks}})
+    for component in ("web", "worker-general", "worker-webhooks", "beat", "flower"):
+        env = env_of(container(one(docs, "Deployment", NAME.format(component))))
+        assert json.loads(env["FLASK_WEBHOOK_ALLOWED_NETWORKS"]["value"]) == networks
+
+
+def test_webhook_allowed_networks_are_opened_to_internet_groups(render):
+    docs = render(
+        {"networkPolicy": {"enabled": True}, "webhooks": {"allowedNetworks": ["10.1.0.0/16"]}}
+    )
+    internet = one(docs, "NetworkPolicy", NAME.format("worker-webhooks-internet"))
+    peers = internet["spec"]["egress"][0]["to"]
+    assert peers[1:] == [{"ipBlock": {"cidr": "10.1.0.0/16"}}]
+    assert "10.0.0.0/8" in peers[0]["ipBlock"]["except"]
 
 
 def test_extra_env_is_appended(render):

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 import yaml
-from chart_helpers import CHART, helm_env
+
+from tests.chart.chart_helpers import CHART, helm_env
 
 EVERYTHING_ON = {
     "networkPolicy": {"enabled": True},

@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from chart_helpers import CHART, HelmRenderError, helm_env, validate_object
+
+from tests.chart.chart_helpers import CHART, HelmRenderError, helm_env, validate_object
 
 
 def notes(helm: str, *sets: str) -> str:

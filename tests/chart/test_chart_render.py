@@ -11,7 +11,8 @@ from typing import Any
 
 import jmespath
 import pytest
-from chart_helpers import by_kind
+
+from tests.chart.chart_helpers import by_kind
 
 EXTERNAL_REDIS = {
     "redis": {"enabled": False},
@@ -46,6 +47,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "flowerFrom": [{"podSelector": {"matchLabels": {"role": "ops"}}}],
             "database": {"cidrs": ["10.20.0.0/16"]},
         },
+        "webhooks": {"allowedNetworks": ["10.30.0.0/16"]},
         "database": {"existingSecret": "db"},
         "smtp": {"host": "smtp.example.com"},
     },
@@ -56,7 +58,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 {"name": "general", "queues": ["default", "email"]},
                 {"name": "reports", "queues": ["pdf", "exports"]},
                 {"name": "webhooks", "queues": ["webhooks"]},
-                {"name": "bulk", "queues": ["bulk"], "concurrency": 8, "pool": "threads"},
+                {
+                    "name": "bulk",
+                    "queues": ["bulk"],
+                    "concurrency": 8,
+                    "pool": "threads",
+                    "profile": "fireAndForget",
+                },
                 {
                     "name": "slow",
                     "queues": ["slow"],

@@ -9,8 +9,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from chart_docs import readme_with_table
-from chart_helpers import CHART
+
+from tests.chart.chart_docs import readme_with_table
+from tests.chart.chart_helpers import CHART
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES_TEXT = (CHART / "values.yaml").read_text()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from chart_helpers import HelmRenderError
-from chart_helpers import render as render_with
+
+from tests.chart.chart_helpers import HelmRenderError
+from tests.chart.chart_helpers import render as render_with
 
 
 def groups(*items):
@@ -72,6 +73,22 @@ def test_longest_group_limit_counts_against_visibility_timeout(helm):
         "celery.visibilityTimeoutSeconds (3600)" in msg
     )
     assert "workers.groups[0]" not in msg
+
+
+def test_retry_backoff_plus_hard_limit_must_be_below_visibility_timeout(helm):
+    msg = error(helm, {"celery": {"retry": {"backoffMaxSeconds": 3300}}})
+    assert (
+        "workers.groups[0] (general): timeLimitSeconds (300) + celery.retry.backoffMaxSeconds "
+        "(3300) must be less than celery.visibilityTimeoutSeconds (3600)" in msg
+    )
+
+
+def test_retry_first_delay_must_not_exceed_the_longest(helm):
+    msg = error(helm, {"celery": {"retry": {"backoffBaseSeconds": 30, "backoffMaxSeconds": 10}}})
+    assert (
+        "celery.retry.backoffBaseSeconds (30) must not exceed celery.retry.backoffMaxSeconds (10)"
+        in msg
+    )
 
 
 def test_soft_shutdown_must_fit_in_grace_period(helm):
@@ -215,6 +232,13 @@ def test_internet_egress_names_existing_groups(helm):
         ),
         ({"networkPolicy": {"database": {"cidrs": ["10.0.0.1"]}}}, "does not match pattern"),
         ({"flower": {"auth": {"username": "a:b"}}}, "does not match pattern"),
+        (
+            {"workers": {"defaults": {"profile": "atMostOnce"}}},
+            "value must be one of 'crashSafe', 'fireAndForget'",
+        ),
+        ({"webhooks": {"allowedNetworks": ["10.1.0.0"]}}, "does not match pattern"),
+        ({"celery": {"retry": {"maxRetries": -1}}}, "minimum: got -1, want 0"),
+        ({"celery": {"retry": {"backoffBaseSeconds": 0}}}, "exclusiveMinimum"),
     ],
     ids=[
         "unknown-key",
@@ -232,6 +256,10 @@ def test_internet_egress_names_existing_groups(helm):
         "pull-policy-enum",
         "cidr-pattern",
         "flower-user-pattern",
+        "profile-enum",
+        "allowed-network-pattern",
+        "max-retries-minimum",
+        "backoff-base-positive",
     ],
 )
 def test_schema_rejects_bad_values(helm, values, message):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import jmespath
 import yaml
-from chart_helpers import CHART, by_kind, container, env_of, one
+
+from tests.chart.chart_helpers import CHART, by_kind, container, env_of, one
 
 DEFAULT_GROUPS = [
     {"name": "general", "queues": ["default", "email"]},
@@ -14,6 +15,10 @@ DEFAULT_GROUPS = [
     {"name": "webhooks", "queues": ["webhooks"]},
 ]
 WORKER = "rel-flask-celery-worker-{}"
+
+
+def groups(*items):
+    return {"workers": {"groups": list(items)}}
 
 
 def argv(c):
@@ -45,8 +50,88 @@ def test_worker_command_consumes_the_groups_queues(render):
     assert flag(c, "--hostname") == "reports@%h"
     assert flag(c, "--concurrency") == "4"
     assert flag(c, "--pool") == "prefork"
-    assert flag(c, "--time-limit") == "300"
-    assert flag(c, "--soft-time-limit") == "270"
+
+
+def test_time_limits_reach_celery_through_the_app_config_of_each_group(render):
+    # A worker's --time-limit loses to task_time_limit, which every task copies when bound.
+    docs = render(
+        groups(
+            {"name": "general", "queues": ["default"]},
+            {
+                "name": "slow",
+                "queues": ["slow"],
+                "timeLimitSeconds": 1800,
+                "softTimeLimitSeconds": 1700,
+            },
+        )
+    )
+    for group, limits in {"general": ("300", "270"), "slow": ("1800", "1700")}.items():
+        c = container(one(docs, "Deployment", WORKER.format(group)))
+        env = env_of(c)
+        assert (
+            env["FLASK_CELERY__TASK_TIME_LIMIT"]["value"],
+            env["FLASK_CELERY__TASK_SOFT_TIME_LIMIT"]["value"],
+        ) == limits
+        assert not [a for a in argv(c) if a.startswith(("--time-limit", "--soft-time-limit"))]
+
+
+def test_visibility_timeout_is_one_value_above_every_groups_hard_limit(render):
+    # All workers share Redis' unacked set, so every Celery process needs the same timeout.
+    docs = render(
+        {
+            "celery": {"visibilityTimeoutSeconds": 2400},
+            **groups(
+                {"name": "general", "queues": ["default"]},
+                {
+                    "name": "slow",
+                    "queues": ["slow"],
+                    "timeLimitSeconds": 1800,
+                    "softTimeLimitSeconds": 1700,
+                },
+            ),
+        }
+    )
+    celery_containers = [
+        container(d)
+        for d in by_kind(docs, "Deployment")
+        if argv(container(d))[0] in ("celery", "gunicorn")
+    ]
+    assert len(celery_containers) == 5  # web, two groups, beat, Flower
+    limits = [
+        int(env_of(c)["FLASK_CELERY__TASK_TIME_LIMIT"]["value"])
+        for c in celery_containers
+        if c["name"] == "worker"
+    ]
+    for c in celery_containers:
+        visibility = env_of(c)["FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout"]
+        assert visibility["value"] == "2400", c["name"]
+        assert int(visibility["value"]) > max(limits) == 1800
+
+
+def test_delivery_profile_sets_acks_late_and_reject_on_worker_lost_per_group(render):
+    docs = render(
+        groups(
+            {"name": "general", "queues": ["default"]},
+            {"name": "cache", "queues": ["cache"], "profile": "fireAndForget"},
+        )
+    )
+    expected = {"general": "true", "cache": "false"}
+    for group, value in expected.items():
+        env = env_of(container(one(docs, "Deployment", WORKER.format(group))))
+        assert env["FLASK_CELERY__TASK_ACKS_LATE"]["value"] == value
+        assert env["FLASK_CELERY__TASK_REJECT_ON_WORKER_LOST"]["value"] == value
+
+
+def test_retry_policy_reaches_every_worker_and_only_workers(render):
+    retry = {"maxRetries": 3, "backoffBaseSeconds": 0.5, "backoffMaxSeconds": 120}
+    docs = render({"celery": {"retry": retry}})
+    for group in ("general", "reports", "webhooks"):
+        env = env_of(container(one(docs, "Deployment", WORKER.format(group))))
+        assert env["FLASK_RETRY_MAX_RETRIES"]["value"] == "3"
+        assert env["FLASK_RETRY_BACKOFF_BASE"]["value"] == "0.5"
+        assert env["FLASK_RETRY_BACKOFF_MAX"]["value"] == "120"
+    web = env_of(container(one(docs, "Deployment", "rel-flask-celery-web")))
+    assert not [name for name in web if name.startswith("FLASK_RETRY_")]
 
 
 def test_grace_period_is_hard_limit_plus_margin(render):

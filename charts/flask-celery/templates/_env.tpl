@@ -66,6 +66,8 @@ only user-provided Secrets (the database URL) are referenced.
 {{- end }}
 - name: FLASK_MAIL_FROM
   value: {{ $v.smtp.from | quote }}
+- name: FLASK_WEBHOOK_ALLOWED_NETWORKS
+  value: {{ toJson $v.webhooks.allowedNetworks | quote }}
 {{- end }}
 {{- with $v.app.extraEnv }}
 {{ toYaml . }}
@@ -78,4 +80,32 @@ Secret holding FLASK_SECRET_KEY (and the SMTP password when given as a value).
 */}}
 {{- define "flask-celery.app.secretName" -}}
 {{- default (include "flask-celery.names.component" (dict "ctx" . "component" "app")) .Values.app.existingSecret }}
+{{- end }}
+
+{{/*
+Task execution settings of one worker group (its effective settings, from
+flask-celery.workers.settings). Time limits go through the app configuration because every task
+copies task_time_limit when it is bound, and a request prefers the task's limit to the pool's, so
+a worker's --time-limit flag would never apply. The delivery profile sets acks_late and
+reject_on_worker_lost together: crashSafe requeues the task of a worker that died,
+fireAndForget acknowledges on receipt and loses it.
+{{ include "flask-celery.env.worker" (dict "ctx" $ "group" $g) | trim | nindent 12 }}
+*/}}
+{{- define "flask-celery.env.worker" -}}
+{{- $retry := .ctx.Values.celery.retry }}
+{{- $crashSafe := eq .group.profile "crashSafe" | toString | quote }}
+- name: FLASK_CELERY__TASK_TIME_LIMIT
+  value: {{ .group.timeLimitSeconds | int | quote }}
+- name: FLASK_CELERY__TASK_SOFT_TIME_LIMIT
+  value: {{ .group.softTimeLimitSeconds | int | quote }}
+- name: FLASK_CELERY__TASK_ACKS_LATE
+  value: {{ $crashSafe }}
+- name: FLASK_CELERY__TASK_REJECT_ON_WORKER_LOST
+  value: {{ $crashSafe }}
+- name: FLASK_RETRY_MAX_RETRIES
+  value: {{ $retry.maxRetries | int | quote }}
+- name: FLASK_RETRY_BACKOFF_BASE
+  value: {{ toJson $retry.backoffBaseSeconds | quote }}
+- name: FLASK_RETRY_BACKOFF_MAX
+  value: {{ toJson $retry.backoffMaxSeconds | quote }}
 {{- end }}

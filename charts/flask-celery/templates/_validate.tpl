@@ -12,6 +12,7 @@ Render nothing, or fail listing every violated rule.
 {{- $messages := list }}
 {{- $messages = append $messages (include "flask-celery.validate.workerGroups" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.timeBudget" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.retry" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.autoscaling" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.beatLock" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.webShutdown" .) }}
@@ -81,6 +82,28 @@ cooldownPeriod longer than the grace period.
 {{- end }}
 {{- if and $.Values.keda.enabled (le ($g.keda.cooldownPeriod | int) $grace) }}
 {{- $out = append $out (printf "%s (%s): keda.cooldownPeriod (%d) must be greater than terminationGracePeriodSeconds (%d), so a group is not scaled to zero while a pod is still shutting down; raise %s.keda.cooldownPeriod (or unset it to get the grace period + 60)." $p $group.name ($g.keda.cooldownPeriod | int) $grace $p) }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Retry policy: the first delay is at most the longest one, and a retry, which waits out its delay
+unacknowledged on a worker and then runs up to its group's hard limit, is delivered once:
+celery.retry.backoffMaxSeconds + timeLimitSeconds < celery.visibilityTimeoutSeconds per group.
+*/}}
+{{- define "flask-celery.validate.retry" -}}
+{{- $out := list }}
+{{- $r := .Values.celery.retry }}
+{{- $vt := .Values.celery.visibilityTimeoutSeconds | int }}
+{{- if gt ($r.backoffBaseSeconds | float64) ($r.backoffMaxSeconds | float64) }}
+{{- $out = append $out (printf "celery.retry.backoffBaseSeconds (%v) must not exceed celery.retry.backoffMaxSeconds (%v); lower the first or raise the second." $r.backoffBaseSeconds $r.backoffMaxSeconds) }}
+{{- end }}
+{{- range $i, $group := .Values.workers.groups }}
+{{- $g := include "flask-celery.workers.settings" (dict "ctx" $ "group" $group) | fromYaml }}
+{{- $p := printf "workers.groups[%d]" $i }}
+{{- if ge (addf $r.backoffMaxSeconds $g.timeLimitSeconds) ($vt | float64) }}
+{{- $out = append $out (printf "%s (%s): timeLimitSeconds (%d) + celery.retry.backoffMaxSeconds (%v) must be less than celery.visibilityTimeoutSeconds (%d), or Redis delivers a retry twice (it waits out its delay unacknowledged on a worker); lower celery.retry.backoffMaxSeconds or %s.timeLimitSeconds, or raise celery.visibilityTimeoutSeconds." $p $group.name ($g.timeLimitSeconds | int) $r.backoffMaxSeconds $vt $p) }}
 {{- end }}
 {{- end }}
 {{- join "\n" $out }}

@@ -295,6 +295,27 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(render):
     )
 
 
+def test_sqlite_pods_migrate_their_own_database_before_starting(render):
+    docs = render({})
+    assert not by_kind(docs, "Job"), "the hook cannot reach a pod's SQLite file"
+    job_command = ["flask", "--app", "service.wsgi", "db", "upgrade"]
+    for component in ("web", "worker-general", "worker-webhooks", "beat"):
+        pod = one(docs, "Deployment", NAME.format(component))["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["name"] == "migrate" and init["command"] == job_command
+        assert init["volumeMounts"] == pod["containers"][0]["volumeMounts"]
+        assert (
+            env_of(init)["FLASK_SQLALCHEMY_DATABASE_URI"]
+            == env_of(pod["containers"][0])["FLASK_SQLALCHEMY_DATABASE_URI"]
+        )
+    flower = one(docs, "Deployment", NAME.format("flower"))["spec"]["template"]["spec"]
+    assert "initContainers" not in flower
+    external = render({"database": {"existingSecret": "db"}})
+    assert container(one(external, "Job", NAME.format("migrations")))["command"] == job_command
+    for dep in by_kind(external, "Deployment"):
+        assert "initContainers" not in dep["spec"]["template"]["spec"]
+
+
 def test_network_policies_are_off_by_default(render):
     assert not by_kind(render({}), "NetworkPolicy")
 

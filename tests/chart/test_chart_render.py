@@ -221,7 +221,7 @@ def test_pods_are_hardened(docs):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["automountServiceAccountToken"] is False
-        for c in pod["containers"]:
+        for c in pod.get("initContainers", []) + pod["containers"]:
             sc = c["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True
             assert sc["allowPrivilegeEscalation"] is False

@@ -124,6 +124,41 @@ Mounts matching flask-celery.pod.appVolumes.
 {{- end }}
 
 {{/*
+The migration command, shared by the hook Job and the init containers.
+{{ include "flask-celery.pod.migrateCommand" . | nindent 12 }}
+*/}}
+{{- define "flask-celery.pod.migrateCommand" -}}
+- flask
+- --app
+- service.wsgi
+- db
+- upgrade
+{{- end }}
+
+{{/*
+initContainers of a web, worker or beat pod. With the SQLite default (no
+database.existingSecret) each pod has its own database file, which the pre-install hook cannot
+reach, so the pod migrates its own file before it starts. With storage.persistence.enabled the
+pods share one file; a pod that loses the race on first install fails its init container once
+and succeeds on the retry.
+{{- with include "flask-celery.pod.initContainers" (dict "ctx" $ "uid" $uid) }}{{ . | nindent 6 }}{{- end }}
+*/}}
+{{- define "flask-celery.pod.initContainers" -}}
+{{- $v := .ctx.Values }}
+{{- if and $v.migrations.enabled (not $v.database.existingSecret) }}
+initContainers:
+  - name: migrate
+    image: {{ include "flask-celery.images.app" .ctx }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    command: {{- include "flask-celery.pod.migrateCommand" .ctx | nindent 6 }}
+    env: {{- include "flask-celery.env.app" (dict "ctx" .ctx "component" "migrations") | trim | nindent 6 }}
+    resources: {{- toYaml $v.migrations.resources | nindent 6 }}
+    securityContext: {{- include "flask-celery.pod.containerSecurityContext" (dict "uid" .uid) | nindent 6 }}
+    volumeMounts: {{- include "flask-celery.pod.appVolumeMounts" .ctx | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/*
 checkov skip annotations that hold for every application pod, each with its reason.
 {{ include "flask-celery.pod.checkovSkips" . | nindent 4 }}
 */}}

@@ -7,7 +7,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md /src/
 COPY service /src/service
-RUN /opt/venv/bin/pip install "/src[postgres]"
+# Behind a TLS-intercepting proxy, pass its CA bundle: --secret id=ca,src=/path/to/ca.pem
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
+    /opt/venv/bin/pip install "/src[postgres]"
 
 FROM ${BASE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -51,6 +51,11 @@ test: venv redis helm checkov
 bench: venv redis
 	$(BIN)/python -m bench.throughput
 
+.PHONY: image-test  ## Build the image with podman on a local Debian base and run it read-only
+image-test: venv helm
+	@bash scripts/build-base-image.sh
+	FLASK_CELERY_IMAGE_BASE=localhost/bookworm-python:latest $(BIN)/python -m pytest tests/image
+
 .PHONY: lint  ## Check style and types (ruff, mypy)
 lint: venv
 	$(BIN)/ruff check service tests bench

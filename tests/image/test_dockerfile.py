@@ -22,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
+CA_BUNDLE = os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt")
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -66,20 +67,10 @@ def test_image_exposes_the_contract_ports() -> None:
 def test_image_builds_and_runs_read_only_as_non_root() -> None:
     tag = f"localhost/flask-celery-test:{uuid4().hex[:8]}"
     base = os.environ["FLASK_CELERY_IMAGE_BASE"]
-    subprocess.run(
-        [
-            "podman",
-            "build",
-            "--network",
-            "host",
-            "--build-arg",
-            f"BASE={base}",
-            "-t",
-            tag,
-            str(ROOT),
-        ],
-        check=True,
-    )
+    build = ["podman", "build", "--network", "host", "--build-arg", f"BASE={base}", "-t", tag]
+    if Path(CA_BUNDLE).exists():  # a TLS-intercepting proxy's CA, when the machine has one
+        build += ["--secret", f"id=ca,src={CA_BUNDLE}"]
+    subprocess.run([*build, str(ROOT)], check=True)
     try:
         run = [
             "podman",

@@ -1,14 +1,31 @@
 """Tasks that exist only for tests, loaded into a worker with `--include`.
 
 They run on the `default` queue (the routing table's default) and let a test hold a worker
-busy for a known time.
+busy for a known time, or count how often work ran against how often its effect happened.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from typing import Any
+from uuid import uuid4
 
+import redis
+from celery import current_app as current_celery
 from celery import shared_task
+from celery.signals import task_prerun
+
+from service.db import db
+from service.models import User
+from service.reliability.task import job_task
+
+#: Redis lists (on the broker's Redis, else the result backend's): one entry per delivery of a
+#: `tests.effect` message to a pool process, and one per run of its body.
+DELIVERIES = "tests:deliveries"
+EXECUTIONS = "tests:executions"
+
+_counters: dict[tuple[int, str], redis.Redis] = {}
 
 
 @shared_task(name="tests.sleep", ignore_result=False)
@@ -17,3 +34,44 @@ def sleep(seconds: float) -> float:
     started = time.monotonic()
     time.sleep(seconds)
     return time.monotonic() - started
+
+
+def counter_url(conf: Any) -> str:
+    """Where the counting lists live: the broker when it is Redis, else the result backend."""
+    broker = str(conf.broker_url)
+    return broker if broker.startswith("redis") else str(conf.result_backend)
+
+
+def _count(name: str, n: int) -> None:
+    """Append `n` to the counting list `name`; best effort, so that a test which takes Redis
+    away does not turn a count into a task failure (the counts are then lower bounds)."""
+    # one client per process: prefork children must not share a socket with their parent
+    url = counter_url(current_celery.conf)
+    key = (os.getpid(), url)
+    if key not in _counters:
+        _counters[key] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        _counters[key].rpush(name, n)
+    except redis.RedisError:
+        pass
+
+
+@job_task("tests.effect", key=lambda n, hold=0: f"effect:{n}", store_result=False)
+def effect(n: int, hold: float = 0) -> int:
+    """Count the run, hold a pool process `hold` seconds, then create one User row for `n`.
+
+    The row's email is unique per run, not per `n`: a second effect for the same `n` shows up
+    as a second row named ``effect <n>``, instead of failing on the email's unique constraint
+    and hiding which of the two (ledger or constraint) kept it out.
+    """
+    _count(EXECUTIONS, n)
+    time.sleep(hold)
+    db.session.add(User(email=f"effect-{n}-{uuid4().hex[:12]}@example.com", name=f"effect {n}"))
+    return n
+
+
+@task_prerun.connect
+def _count_delivery(sender: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    # task_prerun runs in the pool process, before the ledger lookup: duplicates count here
+    if getattr(sender, "name", None) == "tests.effect":
+        _count(DELIVERIES, args[0] if args else (kwargs or {})["n"])

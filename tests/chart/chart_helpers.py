@@ -27,6 +27,8 @@ from cloudcoil.models.prometheus_operator import v1 as monitoring
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flask-celery"
 NAMESPACE = "flask-celery"
+#: Object names of a render with the default release name, e.g. NAME.format("web").
+NAME = "rel-flask-celery-{}"
 #: The chart's minimum kubeVersion (Chart.yaml), the strictest API surface it promises.
 KUBE_VERSION = "1.27"
 
@@ -52,6 +54,14 @@ def helm_binaries() -> list[str]:
 
 def helm_id(path: str) -> str:
     return Path(path).parent.name
+
+
+def process_helm() -> str:
+    """The helm that renders the chart for local runs: helm 4 when installed."""
+    binaries = helm_binaries()
+    if not binaries:
+        pytest.fail("no helm binary in .tools/helm-*/: run `make helm`")
+    return next((b for b in binaries if helm_id(b).startswith("helm-4")), binaries[0])
 
 
 def helm_env() -> dict[str, str]:

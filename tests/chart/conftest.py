@@ -1,15 +1,23 @@
-"""Chart test fixtures: one run per installed helm binary (see chart_helpers)."""
+"""Chart test fixtures: one run per installed helm binary (see chart_helpers), and the
+rendered chart run as local processes (see chart_processes)."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.chart.chart_helpers import helm_binaries, helm_id
+from tests.chart.chart_helpers import NAME, helm_binaries, helm_id, process_helm
 from tests.chart.chart_helpers import render as _render
+from tests.chart.chart_processes import LocalCluster, LocalContainer
+from tests.integration import conftest as integration
+from tests.integration.conftest import RedisServer, stack_flask_app
+
+WEB = NAME.format("web")
+#: The integration tests' session redis-server, reused as the locally run chart's broker.
+redis_server = integration.redis_server
 
 
 @pytest.fixture(params=helm_binaries() or [None], ids=lambda p: helm_id(p) if p else "no-helm")
@@ -24,3 +32,25 @@ def helm(request: pytest.FixtureRequest) -> str:
 def render(helm: str) -> Callable[..., list[dict[str, Any]]]:
     """`render(values, show_only=..., extra_args=...)` with this test's helm binary."""
     return functools.partial(_render, helm)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> LocalCluster:
+    """The default render's pods, resolved for local runs against `redis_server` (starts none)."""
+    return LocalCluster(_render(process_helm()), redis_server.port, tmp_path_factory.mktemp("pods"))
+
+
+@pytest.fixture(scope="session")
+def local_web(local_cluster: LocalCluster) -> Iterator[LocalContainer]:
+    """The rendered web pod: its migrate init container, then gunicorn, ready on its probes."""
+    web = local_cluster.start_pods([WEB])[WEB]
+    yield web
+    web.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_client(local_web: LocalContainer) -> Any:
+    """A Celery app configured like the web pod, for control commands, sends and results."""
+    return stack_flask_app(local_web.env).extensions["celery"]

@@ -7,12 +7,14 @@ exec-form commands, secrets only through secretKeyRef, nothing secret in a Confi
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import jmespath
 import pytest
 
 from tests.chart.chart_helpers import by_kind
+from tests.chart.chart_processes import local_path
 
 EXTERNAL_REDIS = {
     "redis": {"enabled": False},
@@ -166,6 +168,19 @@ def test_commands_are_exec_form_without_a_shell(docs):
             f"{name}/{c['name']} wraps its command in a shell"
         )
         assert "-c" not in argv[:2]
+
+
+def test_paths_in_the_environment_lie_on_mounted_volumes(docs):
+    # The root filesystem is read-only: a path the app writes to must be on a volume.
+    for name, c in containers_of(docs):
+        mounts = {m["mountPath"]: Path(m["mountPath"]) for m in c.get("volumeMounts", [])}
+        for e in c.get("env", []):
+            path = str(e.get("value", "")).removeprefix("sqlite:///")
+            if path.startswith("/"):
+                try:
+                    local_path(path, mounts)
+                except AssertionError as err:
+                    raise AssertionError(f"{name}/{c['name']} {e['name']}: {err}") from None
 
 
 def test_secrets_reach_containers_only_through_secret_key_refs(docs):

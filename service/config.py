@@ -51,6 +51,12 @@ CELERY_DEFAULTS: dict[str, Any] = {
     "enable_utc": True,
     "broker_connection_retry_on_startup": True,
     "broker_transport_options": {
+        # Messages a dead worker held come back after visibility_timeout; workers sweep for
+        # them every interval * throttle seconds (kombu: 100 s), and a worker killed during a
+        # sweep holds its mutex until it expires (kombu: 300 s).
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 3,
+        "unacked_mutex_expire": 60,
         "socket_connect_timeout": 3,
         "socket_timeout": 10,
     },

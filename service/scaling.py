@@ -79,10 +79,10 @@ def prune(app: Celery, queues: list[str]) -> None:
 
 
 def _hard_limit(request: Any, consumer: Any) -> float:
-    limits = getattr(request, "time_limits", None) or (None, None)
+    limits = getattr(request, "time_limits", None) or (None, None)  # (hard, soft)
     worker_default = getattr(getattr(consumer, "controller", None), "time_limit", None)
     return float(
-        limits[1]
+        limits[0]
         or request.task.time_limit
         or worker_default
         or request.task.app.conf.task_time_limit

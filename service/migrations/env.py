@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context
 from flask import current_app
 
 db = current_app.extensions["migrate"].db
+
+#: PostgreSQL advisory lock held while migrating: pods that start together and each run
+#: `flask db upgrade` (the chart's init containers) take turns; the later ones find the schema
+#: at head and do nothing.
+MIGRATION_LOCK = 0x666C61736B  # "flask"
 
 
 def run_migrations_offline() -> None:
@@ -19,6 +25,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     """Apply migrations over a connection from the app's engine."""
     with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=db.metadata,

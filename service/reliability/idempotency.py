@@ -41,9 +41,11 @@ def record(key: str, task_name: str, task_id: str | None, result: Any) -> bool:
         insert(LedgerEntry)
         .values(key=key, task_name=task_name, task_id=task_id, result=result)
         .on_conflict_do_nothing(index_elements=["key"])
+        # RETURNING, not rowcount: through the ORM, PostgreSQL reports rowcount -1 for this
+        # statement whether or not a row went in
+        .returning(LedgerEntry.id)
     )
-    inserted: Any = db.session.execute(statement)
-    return bool(inserted.rowcount)
+    return db.session.execute(statement).first() is not None
 
 
 def duplicate_result(entry: LedgerEntry) -> dict[str, Any]:

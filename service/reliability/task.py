@@ -15,12 +15,28 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Task, current_task, shared_task
+from celery.signals import before_task_publish
 from flask import current_app
 
 from .idempotency import run_once
 from .retry import RetryPolicy, is_transient
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Tasks declared with their own time limits; every other task runs under the limits of the
+#: worker group that consumes it (FLASK_CELERY__TASK_TIME_LIMIT in that group's environment).
+OWN_TIME_LIMITS: set[str] = set()
+
+
+@before_task_publish.connect
+def _limits_belong_to_the_consumer(
+    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+) -> None:
+    # Celery stamps the *publisher's* task_time_limit into every message, and a worker prefers
+    # the message's limit to its own; a job published by web would then run under web's
+    # limits instead of its worker group's. Runs in the publishing process.
+    if headers is not None and sender not in OWN_TIME_LIMITS:
+        headers["timelimit"] = [None, None]
 
 
 def job_task(
@@ -36,7 +52,9 @@ def job_task(
         key: computes the idempotency key from the task's arguments; None (or a key function
             returning None) runs the body every time.
         store_result: keep the return value for the job API (`result_expires` applies).
-        options: any other `@shared_task` option (time_limit, acks_late, ...).
+        options: any other `@shared_task` option (acks_late, ...). A `time_limit` or
+            `soft_time_limit` given here travels with the task's messages and wins over the
+            worker group's limits; it must stay below the visibility timeout.
     """
 
     def decorate(fn: F) -> Task:
@@ -59,6 +77,8 @@ def job_task(
                     exc=exc, countdown=countdown, max_retries=policy.max_retries
                 ) from exc
 
+        if "time_limit" in options or "soft_time_limit" in options:
+            OWN_TIME_LIMITS.add(name)
         # Celery checks call arguments against this signature when a task is sent.
         run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
         return shared_task(name=name, ignore_result=not store_result, **options)(run)

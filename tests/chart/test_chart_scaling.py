@@ -89,12 +89,6 @@ def test_desired_replicas_follow_the_jobs_enqueued_through_the_api(
     assert desired == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service: every publisher stamps its own task_time_limit into the message "
-    "(Task exec options), and a worker prefers the message's limit to its group's "
-    "FLASK_CELERY__TASK_TIME_LIMIT; fix in service, then set web's limit to the longest group's",
-)
 def test_a_published_job_leaves_its_time_limit_to_the_consuming_group(idle_broker, api):
     enqueue(api, "/jobs/add", {"a": 1, "b": 2}, 1)
     (message,) = idle_broker.lrange("default", 0, -1)

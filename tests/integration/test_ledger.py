@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from uuid import uuid4
 import flask_migrate
 import pytest
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from flask import Flask
 
 from service import create_app
@@ -32,15 +35,6 @@ from tests.conftest import free_port
 from tests.integration.conftest import ROOT
 
 RACERS = 8
-
-#: service/reliability/idempotency.py `record` decides "I inserted the key" from `rowcount`.
-#: On PostgreSQL the ORM sends the insert with `RETURNING task_ledger.id` and the result's
-#: rowcount is -1 (truthy) even when ON CONFLICT DO NOTHING inserted nothing, so every racer
-#: believes it won and commits its effect. Fix: add `.returning(LedgerEntry.id)` to the
-#: statement and return `db.session.execute(statement).first() is not None`.
-RECORD_ROWCOUNT_BUG = pytest.mark.xfail(
-    strict=True, reason="idempotency.record trusts rowcount, which is -1 on PostgreSQL"
-)
 
 
 class Postgres:
@@ -175,11 +169,7 @@ def test_a_second_run_is_a_no_op_returning_the_first_result(app: Flask) -> None:
     assert counts(app, key) == (1, 1)
 
 
-def test_racing_runs_of_one_key_make_exactly_one_effect(
-    app: Flask, request: pytest.FixtureRequest
-) -> None:
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        request.applymarker(RECORD_ROWCOUNT_BUG)
+def test_racing_runs_of_one_key_make_exactly_one_effect(app: Flask) -> None:
     key = f"race:{uuid4()}"
     # every racer has looked the key up and found nothing before any of them records it, so
     # the unique constraint (ON CONFLICT DO NOTHING), not the lookup, decides
@@ -217,3 +207,43 @@ def test_a_body_that_raises_records_nothing_and_can_run_again(app: Flask) -> Non
     assert counts(app, key) == (0, 0)  # the half-made effect went with the rollback
     assert in_task(app, key, make_effect(key)) == {"effect": key}
     assert counts(app, key) == (1, 1)
+
+
+def test_concurrent_upgrades_on_postgresql_take_turns(tmp_path: Path) -> None:
+    """Pods that start together each run `flask db upgrade` (the chart's init containers)."""
+    server = Postgres(postgres_bindir()).start()
+    try:
+        env = {
+            **os.environ,
+            "FLASK_SQLALCHEMY_DATABASE_URI": server.url,
+            "FLASK_STORAGE_DIR": str(tmp_path / "storage"),
+        }
+        flask = Path(sys.executable).parent / "flask"
+        upgrades = [
+            subprocess.Popen(
+                [str(flask), "--app", "service.wsgi", "db", "upgrade"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outputs = [proc.communicate(timeout=120)[0] for proc in upgrades]
+        assert [proc.returncode for proc in upgrades] == [0, 0, 0], outputs
+        assert sum(out.count("Running upgrade  -> 0001") for out in outputs) == 1
+        engine = sa.create_engine(server.url)
+        with engine.connect() as connection:
+            head = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        engine.dispose()
+        assert [row[0] for row in head] == [
+            ScriptDirectory.from_config(alembic_config()).get_current_head()
+        ]
+    finally:
+        server.stop()
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "service" / "migrations"))
+    return config

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import db
@@ -65,8 +66,17 @@ def run_once(key: str, task_name: str, task_id: str | None, body: Any) -> Any:
         log.info("skipping %s: %s already ran as task %s", task_name, key, entry.task_id)
         return duplicate_result(entry)
     result = body()
-    db.session.flush()  # the effect's rows first, so a failure there is not masked
-    if not record(key, task_name, task_id, result):
+    try:
+        db.session.flush()  # the effect's rows first, so a failure there is not masked
+        inserted = record(key, task_name, task_id, result)
+    except sqlalchemy.exc.IntegrityError:
+        # The effect's own rows may carry the key under a unique constraint too (email_log):
+        # then a concurrent run that committed first makes this flush fail instead.
+        db.session.rollback()
+        if recorded(key) is None:
+            raise
+        inserted = False
+    if not inserted:
         db.session.rollback()
         entry = recorded(key)
         log.info("discarding %s: %s was recorded concurrently", task_name, key)

@@ -140,11 +140,15 @@ def in_task(app: Flask, key: str, body: Callable[[], Any], task_id: str = "t") -
     return celery_app.tasks["tests.ledger"](key, task_id, body)
 
 
-def make_effect(key: str, before_return: Callable[[], Any] = lambda: None) -> Callable[[], Any]:
-    """A body whose effect is one User row named `key`."""
+def make_effect(
+    key: str, before_return: Callable[[], Any] = lambda: None, keyed_row: bool = False
+) -> Callable[[], Any]:
+    """A body whose effect is one User row named `key`; with `keyed_row` the row's own unique
+    column (the email) carries the key too, as `email_log` rows do."""
 
     def body() -> dict[str, str]:
-        db.session.add(User(email=f"{uuid4().hex}@example.com", name=key))
+        email = f"{key}@example.com" if keyed_row else f"{uuid4().hex}@example.com"
+        db.session.add(User(email=email, name=key))
         before_return()
         return {"effect": key}
 
@@ -169,8 +173,9 @@ def test_a_second_run_is_a_no_op_returning_the_first_result(app: Flask) -> None:
     assert counts(app, key) == (1, 1)
 
 
-def test_racing_runs_of_one_key_make_exactly_one_effect(app: Flask) -> None:
-    key = f"race:{uuid4()}"
+@pytest.mark.parametrize("keyed_row", [False, True], ids=["plain-row", "keyed-row"])
+def test_racing_runs_of_one_key_make_exactly_one_effect(app: Flask, keyed_row: bool) -> None:
+    key = f"race-{uuid4()}"
     # every racer has looked the key up and found nothing before any of them records it, so
     # the unique constraint (ON CONFLICT DO NOTHING), not the lookup, decides
     looked_up = threading.Barrier(RACERS, timeout=30)
@@ -179,7 +184,8 @@ def test_racing_runs_of_one_key_make_exactly_one_effect(app: Flask) -> None:
 
     def racer(i: int) -> None:
         try:
-            results.append(in_task(app, key, make_effect(key, looked_up.wait), task_id=str(i)))
+            body = make_effect(key, looked_up.wait, keyed_row)
+            results.append(in_task(app, key, body, task_id=str(i)))
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 

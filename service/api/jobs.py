@@ -36,7 +36,10 @@ from .schemas import (
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-MAX_KEY_LENGTH = 200
+MAX_KEY_LENGTH = 190
+#: Client keys are stored under this prefix, apart from the keys the API makes itself
+#: (`redrive:<id>`), so a client cannot take over one of those.
+CLIENT_KEY_PREFIX = "client:"
 
 #: Celery state -> the state this API reports.
 STATES = {
@@ -60,7 +63,7 @@ def _idempotency_key() -> str | None:
             f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
             field=IDEMPOTENCY_HEADER,
         )
-    return key
+    return CLIENT_KEY_PREFIX + key
 
 
 def _require(model: type[Any], row_id: int, field: str) -> Any:

@@ -24,7 +24,7 @@ _IDEMPOTENCY = {
     "in": "header",
     "required": False,
     "description": "Retrying a POST with the same key returns the same job, without enqueuing.",
-    "schema": {"type": "string", "maxLength": 200},
+    "schema": {"type": "string", "maxLength": 190},
 }
 
 #: (path, summary, request model) of every enqueue endpoint.

@@ -60,6 +60,18 @@ image-test: venv helm
 	@bash scripts/build-base-image.sh
 	FLASK_CELERY_IMAGE_BASE=localhost/bookworm-python:latest $(BIN)/python -m pytest tests/image
 
+.PHONY: dev-cluster  ## Create the kind cluster with a local registry and KEDA (k8s-dev/bootstrap.sh)
+dev-cluster: helm
+	bash k8s-dev/bootstrap.sh
+
+.PHONY: dev-cluster-down  ## Delete the kind cluster and its registry
+dev-cluster-down:
+	bash k8s-dev/bootstrap.sh --down
+
+.PHONY: test-e2e  ## End-to-end tests on a real cluster (set FLASK_CELERY_E2E_CONTEXT and FLASK_CELERY_E2E_IMAGE)
+test-e2e: venv helm
+	$(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
 .PHONY: lint  ## Check style and types (ruff, mypy)
 lint: venv
 	$(BIN)/ruff check service tests bench

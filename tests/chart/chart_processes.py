@@ -1,11 +1,16 @@
 """The chart's rendered containers, run as local processes the way a kubelet would start them.
 
-A rendered pod becomes local processes: its init containers run to completion first, then its
-container starts from its exec-form command (no shell) with its rendered environment, and its
-probes run as rendered. Only what cannot exist outside a cluster is rewritten:
+A rendered pod becomes local processes: its container starts from its exec-form command (no
+shell) with its rendered environment, and its probes run as rendered. Only what cannot exist
+outside a cluster is rewritten:
 
 - a `secretKeyRef` reads the Secret the chart rendered; a Redis URL in it points to the local
-  redis-server instead of the in-cluster Service (same database index, no password);
+  redis-server instead of the in-cluster Service (same database index, no password), and a
+  PostgreSQL URL to one local SQLite file that every pod shares, as they share the bundled
+  PostgreSQL;
+- the pods' migrate init container runs once, before the first pod starts: in the cluster every
+  pod runs it and the service's PostgreSQL advisory lock makes them take turns, a lock that
+  SQLite does not have;
 - every volume mount is a directory of its own under the run's root, one per pod and volume as
   with an emptyDir, and env values that point into a mount are moved there; a path outside every
   mount fails the run, since the root filesystem is read-only in the pod;
@@ -36,7 +41,6 @@ from tests.chart.chart_helpers import ROOT, by_kind
 from tests.conftest import free_port, stop, wait_until
 
 VENV_BIN = Path(sys.executable).parent
-SQLITE = "sqlite:///"
 
 
 def local_path(path: str, mounts: dict[str, Path]) -> str:
@@ -190,6 +194,9 @@ class LocalCluster:
 
     def __init__(self, docs: list[dict[str, Any]], redis_port: int, root: Path) -> None:
         self.docs, self.redis_port, self.root = docs, redis_port, root
+        #: The local stand-in for the bundled PostgreSQL, shared by every pod.
+        self.database = root / "database.sqlite"
+        self.migrated = False
         self.secrets = {
             s["metadata"]["name"]: {
                 k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()
@@ -202,25 +209,24 @@ class LocalCluster:
         assert found, f"no Deployment {deployment} rendered"
         return found[0]["spec"]["template"]["spec"]
 
-    def redis_url(self, url: str) -> str:
-        """A rendered Redis URL moved to the local server: same scheme and database index."""
+    def local_url(self, url: str) -> str:
+        """A rendered URL moved to its local stand-in: a Redis URL to the local server (same
+        database index), a PostgreSQL URL to the shared SQLite file."""
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            return url
-        return urlunsplit(("redis", f"127.0.0.1:{self.redis_port}", parts.path, "", ""))
+        if parts.scheme in ("redis", "rediss"):
+            return urlunsplit(("redis", f"127.0.0.1:{self.redis_port}", parts.path, "", ""))
+        if parts.scheme.startswith("postgresql"):
+            return f"sqlite:///{self.database}"
+        return url
 
     def _value(self, entry: dict[str, Any], mounts: dict[str, Path]) -> str:
         if "value" in entry:
             value = str(entry["value"])
-            if value.startswith("/"):
-                return local_path(value, mounts)
-            if value.startswith(SQLITE):
-                return SQLITE + local_path(value[len(SQLITE) :], mounts)
-            return value
+            return local_path(value, mounts) if value.startswith("/") else value
         ref = entry["valueFrom"]["secretKeyRef"]
         data = self.secrets.get(ref["name"], {})
         assert ref["key"] in data, f"{entry['name']}: Secret {ref['name']} has no {ref['key']}"
-        return self.redis_url(data[ref["key"]])
+        return self.local_url(data[ref["key"]])
 
     def container(self, deployment: str, init: bool = False) -> LocalContainer:
         """The deployment's container (or its init container), resolved for a local run."""
@@ -251,26 +257,37 @@ class LocalCluster:
             log=pod_dir / f"{c['name']}.log",
         )
 
+    def migrate(self) -> None:
+        """Run the pods' migrate init container once, the first time a pod starts.
+
+        Every web, worker and beat pod renders the same init container; running one of them
+        stands for all, since the others would find the schema at head.
+        """
+        if self.migrated:
+            return
+        pods = [
+            d["metadata"]["name"]
+            for d in by_kind(self.docs, "Deployment")
+            if d["spec"]["template"]["spec"].get("initContainers")
+        ]
+        assert pods, "no pod renders a migrate init container"
+        commands = {tuple(self.pod_spec(p)["initContainers"][0]["command"]) for p in pods}
+        assert len(commands) == 1, f"the pods migrate differently: {commands}"
+        init = self.container(pods[0], init=True)
+        assert init.start().wait(120) == 0, f"{init.name} failed: {init.log_tail()}"
+        self.migrated = True
+
     def start_pods(
         self, deployments: list[str], extra: dict[str, tuple[str, ...]] | None = None
     ) -> dict[str, LocalContainer]:
-        """Run every pod's init containers (all pods at once), then start their containers.
+        """Migrate the database (once), then start the pods' containers.
 
         `extra` appends test-only arguments to a pod's command. Returns once every container
         with a startup or readiness probe passes it.
         """
-        inits = [
-            self.container(d, init=True)
-            for d in deployments
-            if self.pod_spec(d).get("initContainers")
-        ]
+        self.migrate()
         started = {d: self.container(d) for d in deployments}
         try:
-            for init in inits:
-                init.start()
-            for init in inits:
-                assert init.proc is not None
-                assert init.proc.wait(120) == 0, f"{init.name} failed: {init.log_tail()}"
             for d, c in started.items():
                 c.extra = (extra or {}).get(d, ())
                 c.start()
@@ -278,6 +295,6 @@ class LocalCluster:
                 if {"startupProbe", "readinessProbe"} & set(c.spec):
                     c.wait_ready()
         except BaseException:
-            stop_all([*inits, *started.values()])
+            stop_all(list(started.values()))
             raise
         return started

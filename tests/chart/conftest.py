@@ -44,7 +44,7 @@ def local_cluster(
 
 @pytest.fixture(scope="session")
 def local_web(local_cluster: LocalCluster) -> Iterator[LocalContainer]:
-    """The rendered web pod: its migrate init container, then gunicorn, ready on its probes."""
+    """The rendered web pod, once the database is migrated: gunicorn, ready on its probes."""
     web = local_cluster.start_pods([WEB])[WEB]
     yield web
     web.stop()

@@ -25,12 +25,14 @@ PRODUCTION = {
     "metrics": {"enabled": True},
     "web": {"ingress": {"enabled": True}, "autoscaling": {"enabled": True}},
 }
+#: The development default, locked down: the bundled PostgreSQL behind NetworkPolicies.
+BUNDLED_WITH_POLICIES = {"networkPolicy": {"enabled": True}}
 #: Checks the design skips on purpose; each skip annotation in the templates says why.
 EXPECTED_SKIPS = {
     "CKV_K8S_35",  # configuration through environment variables from Secrets (contract 4)
     "CKV_K8S_43",  # image pinned by tag unless image.digest is set
     "CKV_K8S_15",  # IfNotPresent for immutable tags
-    "CKV_K8S_40",  # the Redis image's uid 999
+    "CKV_K8S_40",  # the official Redis and PostgreSQL images' uid 999
     "CKV_K8S_8",  # beat has no endpoint to probe
     "CKV_K8S_9",  # beat receives no traffic
     "CKV2_K8S_6",  # NetworkPolicies off (defaults only)
@@ -77,7 +79,11 @@ def scan(checkov: Path, helm: str, values: dict, tmp_path: Path) -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("values", [{}, PRODUCTION], ids=["defaults", "production"])
+@pytest.mark.parametrize(
+    "values",
+    [{}, BUNDLED_WITH_POLICIES, PRODUCTION],
+    ids=["defaults", "bundled-postgresql-with-policies", "production"],
+)
 def test_checkov_finds_no_failed_check(checkov, helm, values, tmp_path):
     report = scan(checkov, helm, values, tmp_path)
     summary = report["summary"]
@@ -94,3 +100,10 @@ def test_checkov_finds_no_failed_check(checkov, helm, values, tmp_path):
     )
     if values:
         assert "CKV2_K8S_6" not in {s["check_id"] for s in skipped}
+    if "database" not in values:
+        # PostgreSQL reads its password from a mounted file, so it needs no CKV_K8S_35 skip
+        postgresql = "StatefulSet.flask-celery.rel-flask-celery-postgresql"
+        assert report["results"]["passed_checks"], "nothing passed"
+        scanned = {c["resource"] for c in report["results"]["passed_checks"]}
+        assert postgresql in scanned, sorted(scanned)
+        assert "CKV_K8S_35" not in {s["check_id"] for s in skipped if s["resource"] == postgresql}

@@ -1,4 +1,5 @@
-"""Web, beat, Flower, Redis, migrations, shared environment and NetworkPolicies."""
+"""Web, beat, Flower, Redis, shared environment and NetworkPolicies (the database and its
+migrations are in test_chart_database)."""
 
 from __future__ import annotations
 
@@ -263,7 +264,9 @@ def test_external_redis_with_tls_uses_the_existing_secret(render):
             },
         }
     )
-    assert not by_kind(docs, "StatefulSet")
+    assert not [
+        s for s in by_kind(docs, "StatefulSet") if s["metadata"]["name"] == NAME.format("redis")
+    ]
     assert not [s for s in by_kind(docs, "Secret") if "redis" in s["metadata"]["name"]]
     env = env_of(container(one(docs, "Deployment", NAME.format("web"))))
     assert env["FLASK_CELERY__BROKER_URL"]["valueFrom"]["secretKeyRef"] == {
@@ -275,45 +278,6 @@ def test_external_redis_with_tls_uses_the_existing_secret(render):
     assert jmespath.search("spec.triggers[0].metadata.address", so) == "redis.example.internal:6380"
     auth = one(docs, "TriggerAuthentication", NAME.format("redis-keda"))
     assert auth["spec"]["secretTargetRef"][0]["name"] == "ext-redis"
-
-
-def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(render):
-    docs = render({"database": {"existingSecret": "db"}})
-    job = one(docs, "Job", NAME.format("migrations"))
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
-    c = container(job)
-    assert c["command"] == ["flask", "--app", "service.wsgi", "db", "upgrade"]
-    env = env_of(c)
-    assert env["FLASK_SQLALCHEMY_DATABASE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "db"
-    # Hooks run before the chart's own Secrets and ServiceAccount exist on first install.
-    assert "FLASK_CELERY__BROKER_URL" not in env and "FLASK_SECRET_KEY" not in env
-    sa = one(docs, "ServiceAccount", NAME.format("migrations"))
-    assert job["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
-    assert (
-        sa["metadata"]["annotations"]["helm.sh/hook-weight"]
-        < job["metadata"]["annotations"]["helm.sh/hook-weight"]
-    )
-
-
-def test_sqlite_pods_migrate_their_own_database_before_starting(render):
-    docs = render({})
-    assert not by_kind(docs, "Job"), "the hook cannot reach a pod's SQLite file"
-    job_command = ["flask", "--app", "service.wsgi", "db", "upgrade"]
-    for component in ("web", "worker-general", "worker-webhooks", "beat"):
-        pod = one(docs, "Deployment", NAME.format(component))["spec"]["template"]["spec"]
-        (init,) = pod["initContainers"]
-        assert init["name"] == "migrate" and init["command"] == job_command
-        assert init["volumeMounts"] == pod["containers"][0]["volumeMounts"]
-        assert (
-            env_of(init)["FLASK_SQLALCHEMY_DATABASE_URI"]
-            == env_of(pod["containers"][0])["FLASK_SQLALCHEMY_DATABASE_URI"]
-        )
-    flower = one(docs, "Deployment", NAME.format("flower"))["spec"]["template"]["spec"]
-    assert "initContainers" not in flower
-    external = render({"database": {"existingSecret": "db"}})
-    assert container(one(external, "Job", NAME.format("migrations")))["command"] == job_command
-    for dep in by_kind(external, "Deployment"):
-        assert "initContainers" not in dep["spec"]["template"]["spec"]
 
 
 def test_network_policies_are_off_by_default(render):

@@ -1,4 +1,5 @@
-"""NOTES.txt: how to reach web and Flower, how to watch scaling, and dev-default warnings."""
+"""NOTES.txt: how to reach web and Flower, how to watch scaling, which database is in use, and
+dev-default warnings."""
 
 from __future__ import annotations
 
@@ -30,14 +31,31 @@ def test_notes_show_access_and_scaling_commands(helm):
     assert "general: default, email" in text
 
 
-def test_notes_warn_about_the_sqlite_default_only_without_a_database_secret(helm):
-    assert "WARNING: no database.existingSecret is set" in notes(helm)
-    assert "WARNING: no database.existingSecret" not in notes(helm, "database.existingSecret=db")
+def test_notes_call_the_bundled_postgresql_development_only_and_show_the_way_out(helm):
+    text = notes(helm)
+    for expected in (
+        "the bundled PostgreSQL rel-flask-celery-postgresql:5432",
+        "WARNING: the bundled PostgreSQL is for development only",
+        "create secret generic rel-db",
+        "--set database.existingSecret=rel-db --set postgresql.enabled=false",
+    ):
+        assert expected in text
+
+
+def test_notes_name_the_external_database_and_that_it_wins(helm):
+    text = notes(helm, "database.existingSecret=db")
+    assert "external, URL from Secret db (key database-url)" in text
+    assert "database.existingSecret wins over postgresql.enabled" in text
+    assert "for development only" not in text
+    assert "wins over" not in notes(helm, "database.existingSecret=db", "postgresql.enabled=false")
 
 
 def test_notes_print_no_secret(helm):
     text = notes(
-        helm, "flower.auth.password=s3cr3t-flower-pass", "redis.auth.password=s3cr3t-redis-pass"
+        helm,
+        "flower.auth.password=s3cr3t-flower-pass",
+        "redis.auth.password=s3cr3t-redis-pass",
+        "postgresql.auth.password=s3cr3t-postgres-pass",
     )
     assert "s3cr3t" not in text
 

@@ -54,6 +54,20 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "smtp": {"host": "smtp.example.com"},
     },
     "metrics": {"metrics": {"enabled": True}},
+    "bundled-postgresql-options": {
+        "networkPolicy": {"enabled": True},
+        "postgresql": {
+            "image": {"digest": "sha256:" + "b" * 64, "pullPolicy": "Always"},
+            "auth": {"existingSecret": "pg", "username": "jobs", "database": "jobs"},
+            "persistence": {"enabled": False},
+            "runAsUser": 10999,
+        },
+    },
+    "external-database-wins": {
+        "database": {"existingSecret": "db"},
+        "postgresql": {"enabled": True},
+        "networkPolicy": {"enabled": True},
+    },
     "two-extra-groups": {
         "workers": {
             "groups": [
@@ -175,12 +189,28 @@ def test_paths_in_the_environment_lie_on_mounted_volumes(docs):
     for name, c in containers_of(docs):
         mounts = {m["mountPath"]: Path(m["mountPath"]) for m in c.get("volumeMounts", [])}
         for e in c.get("env", []):
-            path = str(e.get("value", "")).removeprefix("sqlite:///")
+            path = str(e.get("value", ""))
             if path.startswith("/"):
                 try:
                     local_path(path, mounts)
                 except AssertionError as err:
                     raise AssertionError(f"{name}/{c['name']} {e['name']}: {err}") from None
+
+
+def secret_mounts(docs: list[dict[str, Any]], workload: str, c: dict[str, Any]) -> set[str]:
+    """Mount paths of the container's volumes that are Secrets."""
+    (pod,) = [
+        d["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] in WORKLOADS and d["metadata"]["name"] == workload
+    ]
+    secrets = {v["name"] for v in pod.get("volumes", []) if "secret" in v}
+    return {m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in secrets}
+
+
+SECRET_WORDS = ("PASSWORD", "SECRET", "AUTH", "BROKER_URL", "RESULT_BACKEND", "DATABASE_URI")
+#: Names with a secret word that hold no secret.
+NOT_SECRET = {"FLOWER_AUTH", "FLOWER_AUTH_PROVIDER"}
 
 
 def test_secrets_reach_containers_only_through_secret_key_refs(docs):
@@ -189,23 +219,13 @@ def test_secrets_reach_containers_only_through_secret_key_refs(docs):
         for e in c.get("env", []):
             ref = e.get("valueFrom", {})
             assert "configMapKeyRef" not in ref, f"{name}: {e['name']} comes from a ConfigMap"
-            if any(
-                word in e["name"]
-                for word in (
-                    "PASSWORD",
-                    "SECRET",
-                    "AUTH",
-                    "BROKER_URL",
-                    "RESULT_BACKEND",
-                    "DATABASE_URI",
-                )
-            ):
-                if e["name"] == "FLASK_SQLALCHEMY_DATABASE_URI" and e.get("value", "").startswith(
-                    "sqlite:"
-                ):
-                    continue
-                if e["name"] == "FLOWER_AUTH" or e["name"] == "FLOWER_AUTH_PROVIDER":
-                    continue
+            if e["name"] in NOT_SECRET or not any(w in e["name"] for w in SECRET_WORDS):
+                continue
+            if e["name"].endswith("_FILE"):
+                # a plain path naming the secret's file on a Secret volume
+                directory = str(Path(e["value"]).parent)
+                assert directory in secret_mounts(docs, name, c), f"{name}: {e['name']}"
+            else:
                 assert "secretKeyRef" in ref, f"{name}: {e['name']} is not read from a Secret"
 
 

@@ -2,9 +2,10 @@
 
 Each process is its rendered container's exec-form command and environment (see
 chart_processes for what is rewritten to run outside a cluster), so these tests check what only
-a running chart shows: the queues each worker really consumes against its ScaledObject, that
-SIGTERM reaches Celery itself and starts a warm shutdown, and that the rendered probes pass
-against the running processes and fail once a worker is gone.
+a running chart shows: a job goes end to end through web and a worker that share the database,
+the queues each worker really consumes against its ScaledObject, that SIGTERM reaches Celery
+itself and starts a warm shutdown, and that the rendered probes pass against the running
+processes and fail once a worker is gone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ from service.scaling import inflight_key
 from tests.chart.chart_helpers import NAME, one
 from tests.chart.chart_processes import LocalCluster, LocalContainer, exec_argv, stop_all
 from tests.conftest import wait_until
+from tests.integration.conftest import wait_for_job
 
 GROUPS = ("general", "reports", "webhooks")
 WORKERS = {group: NAME.format(f"worker-{group}") for group in GROUPS}
@@ -42,6 +45,26 @@ def pods(local_cluster: LocalCluster, local_web: LocalContainer) -> Iterator[dic
     started = local_cluster.start_pods(names, extra={w: PROBE_TASKS for w in WORKERS.values()})
     yield {**started, local_web.pod: local_web}
     stop_all(list(started.values()))
+
+
+def test_a_user_created_through_web_is_exported_by_a_worker(pods, local_web):
+    # web writes the user and the job row, the reports worker reads and updates them: one
+    # database for every pod, as the bundled PostgreSQL is
+    worker = pods[WORKERS["reports"]].running()
+    with httpx.Client(base_url=f"http://127.0.0.1:{local_web.ports[8000]}", timeout=10) as api:
+        email = f"{uuid4().hex}@example.com"
+        created = api.post("/users", json={"email": email, "name": "Ada Lovelace"})
+        assert created.status_code == 201, created.text
+        job = api.post("/jobs/export", json={"table": "users"})
+        assert job.status_code == 202, job.text
+        status = wait_for_job(api, job.json()["status_url"])
+        assert status["state"] == "success", f"{status}\n{worker.log_tail()}"
+        export = api.get(f"/exports/{status['value']['export_id']}").json()
+    assert export["status"] == "done" and export["row_count"] >= 1, export
+    assert (
+        local_web.env["FLASK_SQLALCHEMY_DATABASE_URI"]
+        == worker.env["FLASK_SQLALCHEMY_DATABASE_URI"]
+    )
 
 
 def test_each_worker_consumes_exactly_the_queues_its_scaledobject_counts(

@@ -180,6 +180,12 @@ def test_broker_and_results_use_different_databases(helm):
     assert "redis.brokerDatabase and redis.resultDatabase are both 2" in msg
 
 
+def test_a_database_is_required(helm):
+    msg = error(helm, {"postgresql": {"enabled": False}})
+    assert "No database: set database.existingSecret" in msg
+    assert "or postgresql.enabled=true for the bundled development PostgreSQL" in msg
+
+
 def test_flower_oauth_needs_provider_and_secret(helm):
     msg = error(helm, {"flower": {"oauth": {"enabled": True}}})
     assert (
@@ -239,6 +245,8 @@ def test_internet_egress_names_existing_groups(helm):
         ({"webhooks": {"allowedNetworks": ["10.1.0.0"]}}, "does not match pattern"),
         ({"celery": {"retry": {"maxRetries": -1}}}, "minimum: got -1, want 0"),
         ({"celery": {"retry": {"backoffBaseSeconds": 0}}}, "exclusiveMinimum"),
+        ({"postgresql": {"auth": {"username": "app-user"}}}, "does not match pattern"),
+        ({"postgresql": {"persistence": {"size": ""}}}, "minLength"),
     ],
     ids=[
         "unknown-key",
@@ -260,6 +268,8 @@ def test_internet_egress_names_existing_groups(helm):
         "allowed-network-pattern",
         "max-retries-minimum",
         "backoff-base-positive",
+        "postgresql-user-pattern",
+        "postgresql-size-required",
     ],
 )
 def test_schema_rejects_bad_values(helm, values, message):

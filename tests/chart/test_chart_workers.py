@@ -75,6 +75,40 @@ def test_time_limits_reach_celery_through_the_app_config_of_each_group(render):
         assert not [a for a in argv(c) if a.startswith(("--time-limit", "--soft-time-limit"))]
 
 
+def test_web_and_beat_carry_the_longest_hard_and_soft_limits_of_any_group(render):
+    # The API bounds a countdown by the visibility timeout minus its own task_time_limit, so
+    # the publishers must know the longest limit a task may run under, whichever group runs it.
+    def publisher_limits(docs):
+        return {
+            component: (
+                env["FLASK_CELERY__TASK_TIME_LIMIT"]["value"],
+                env["FLASK_CELERY__TASK_SOFT_TIME_LIMIT"]["value"],
+            )
+            for component in ("web", "beat")
+            for env in [env_of(container(one(docs, "Deployment", f"rel-flask-celery-{component}")))]
+        }
+
+    assert set(publisher_limits(render({})).values()) == {("300", "270")}
+    docs = render(
+        {
+            "workers": {
+                "defaults": {"timeLimitSeconds": 200, "softTimeLimitSeconds": 100},
+                "groups": [
+                    {"name": "general", "queues": ["default"]},
+                    {"name": "slow", "queues": ["slow"], "timeLimitSeconds": 1800},
+                    {
+                        "name": "soft",
+                        "queues": ["soft"],
+                        "timeLimitSeconds": 1200,
+                        "softTimeLimitSeconds": 1100,
+                    },
+                ],
+            },
+        }
+    )
+    assert set(publisher_limits(docs).values()) == {("1800", "1100")}
+
+
 def test_visibility_timeout_is_one_value_above_every_groups_hard_limit(render):
     # All workers share Redis' unacked set, so every Celery process needs the same timeout.
     docs = render(

@@ -1,14 +1,15 @@
 {{/*
-Environment shared by every application container (web, workers, beat, Flower, migrations).
-Non-secret settings are literal values, so one rendered manifest shows the whole configuration;
-secrets come only through secretKeyRef, never from a ConfigMap. Celery settings use the
-FLASK_CELERY__ prefix that the service folds into its CELERY config (contract 4).
+Environment shared by every application container (web, workers, beat, Flower, migrations),
+and the Secrets it reads. Non-secret settings are literal values, so one rendered manifest shows
+the whole configuration; secrets come only through secretKeyRef, never from a ConfigMap. Celery
+settings use the FLASK_CELERY__ prefix that the service folds into its CELERY config (contract 4).
 */}}
 
 {{/*
 The shared env list items; the caller appends the component's own variables.
-The migrations hook runs before the chart's own Secrets exist on first install, so for it
-only user-provided Secrets (the database URL) are referenced.
+Migrations (the hook Job, or the init containers) need only the database URL: the hook runs
+before the chart's own Secrets exist on first install, and only runs with
+database.existingSecret, a user-provided Secret.
 {{ include "flask-celery.env.app" (dict "ctx" $ "component" "web") | nindent 12 }}
 */}}
 {{- define "flask-celery.env.app" -}}
@@ -21,14 +22,10 @@ only user-provided Secrets (the database URL) are referenced.
 - name: FLASK_STORAGE_DIR
   value: {{ printf "%s/storage" $v.storage.mountPath | quote }}
 - name: FLASK_SQLALCHEMY_DATABASE_URI
-{{- if $v.database.existingSecret }}
   valueFrom:
     secretKeyRef:
-      name: {{ $v.database.existingSecret }}
-      key: {{ $v.database.secretKey }}
-{{- else }}
-  value: {{ printf "sqlite:///%s/flask_celery.db" $v.storage.mountPath | quote }}
-{{- end }}
+      name: {{ include "flask-celery.database.secretName" .ctx }}
+      key: {{ include "flask-celery.database.secretKey" .ctx }}
 - name: FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout
   value: {{ $v.celery.visibilityTimeoutSeconds | int | quote }}
 {{- if not $hook }}
@@ -75,6 +72,57 @@ only user-provided Secrets (the database URL) are referenced.
 {{- end }}
 
 {{/*
+"true" when the release runs its own PostgreSQL (postgresql.enabled and no
+database.existingSecret), empty otherwise: an existing Secret wins, and NOTES.txt says so when
+both are set. flask-celery.validate.database refuses neither.
+{{- if include "flask-celery.database.bundled" . }}
+*/}}
+{{- define "flask-celery.database.bundled" -}}
+{{- if and .Values.postgresql.enabled (not .Values.database.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/*
+Secret holding the application's SQLAlchemy URL: database.existingSecret, else the bundled
+PostgreSQL's (the chart's, or postgresql.auth.existingSecret).
+{{ include "flask-celery.database.secretName" . }}
+*/}}
+{{- define "flask-celery.database.secretName" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else }}
+{{- default (include "flask-celery.names.component" (dict "ctx" . "component" "postgresql")) .Values.postgresql.auth.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+Key of the SQLAlchemy URL in that Secret.
+{{ include "flask-celery.database.secretKey" . }}
+*/}}
+{{- define "flask-celery.database.secretKey" -}}
+{{- ternary .Values.database.secretKey .Values.postgresql.auth.databaseUrlKey (ne .Values.database.existingSecret "") }}
+{{- end }}
+
+{{/*
+A password for a Secret the chart generates: the value given, else the one already stored
+under `key` in the Secret `name` (so an upgrade keeps what the server or clients were set up
+with), else a new random one of `length` characters. `lookup` finds nothing under
+`helm template`, hence the values that fix a password.
+{{ $password := include "flask-celery.secrets.password" (dict "ctx" $ "name" $name "key" "redis-password" "value" $a.password "length" 32) }}
+*/}}
+{{- define "flask-celery.secrets.password" -}}
+{{- if .value }}
+{{- .value }}
+{{- else }}
+{{- $old := lookup "v1" "Secret" .ctx.Release.Namespace .name }}
+{{- if and $old $old.data (hasKey $old.data .key) }}
+{{- index $old.data .key | b64dec }}
+{{- else }}
+{{- randAlphaNum (int .length) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Secret holding FLASK_SECRET_KEY (and the SMTP password when given as a value).
 {{ include "flask-celery.app.secretName" . }}
 */}}
@@ -108,4 +156,25 @@ fireAndForget acknowledges on receipt and loses it.
   value: {{ toJson $retry.backoffBaseSeconds | quote }}
 - name: FLASK_RETRY_BACKOFF_MAX
   value: {{ toJson $retry.backoffMaxSeconds | quote }}
+{{- end }}
+
+{{/*
+Time limits of a process that publishes tasks (web, beat): the longest hard and soft limits of
+all worker groups. Messages do not carry the publisher's limits (the service strips them),
+but the API bounds countdowns by the visibility timeout minus the publisher's task_time_limit,
+which must therefore be the longest limit any group runs a task under.
+{{ include "flask-celery.env.publisherTimeLimits" $ | trim | nindent 12 }}
+*/}}
+{{- define "flask-celery.env.publisherTimeLimits" -}}
+{{- $hard := 0 }}
+{{- $soft := 0 }}
+{{- range $group := .Values.workers.groups }}
+{{- $g := include "flask-celery.workers.settings" (dict "ctx" $ "group" $group) | fromYaml }}
+{{- $hard = max $hard ($g.timeLimitSeconds | int) }}
+{{- $soft = max $soft ($g.softTimeLimitSeconds | int) }}
+{{- end }}
+- name: FLASK_CELERY__TASK_TIME_LIMIT
+  value: {{ $hard | quote }}
+- name: FLASK_CELERY__TASK_SOFT_TIME_LIMIT
+  value: {{ $soft | quote }}
 {{- end }}

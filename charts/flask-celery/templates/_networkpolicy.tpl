@@ -9,12 +9,7 @@ Egress rule to Redis: the bundled StatefulSet's pods, or the external Redis' ran
 */}}
 {{- define "flask-celery.networkPolicy.redisEgress" -}}
 {{- if .Values.redis.enabled }}
-- to:
-    - podSelector:
-        matchLabels: {{- include "flask-celery.labels.matchLabels" (dict "ctx" . "component" "redis") | nindent 10 }}
-  ports:
-    - port: 6379
-      protocol: TCP
+{{- include "flask-celery.networkPolicy.toComponent" (dict "ctx" . "component" "redis" "port" 6379) }}
 {{- else }}
 - to: {{- include "flask-celery.networkPolicy.ipBlocks" (dict "cidrs" .Values.networkPolicy.externalRedis.cidrs) | nindent 4 }}
   ports:
@@ -24,16 +19,65 @@ Egress rule to Redis: the bundled StatefulSet's pods, or the external Redis' ran
 {{- end }}
 
 {{/*
-Egress rule to the database, when it is external (database.existingSecret).
+Egress rule to the database: the bundled PostgreSQL's pods, or the external database's ranges
+(database.existingSecret).
 {{ include "flask-celery.networkPolicy.databaseEgress" . | nindent 4 }}
 */}}
 {{- define "flask-celery.networkPolicy.databaseEgress" -}}
-{{- if .Values.database.existingSecret }}
+{{- if include "flask-celery.database.bundled" . }}
+{{- include "flask-celery.networkPolicy.toComponent" (dict "ctx" . "component" "postgresql" "port" 5432) }}
+{{- else }}
 - to: {{- include "flask-celery.networkPolicy.ipBlocks" (dict "cidrs" .Values.networkPolicy.database.cidrs) | nindent 4 }}
   ports:
     - port: {{ .Values.networkPolicy.database.port }}
       protocol: TCP
 {{- end }}
+{{- end }}
+
+{{/*
+Egress rule to the pods of one of the release's components, on one port.
+{{ include "flask-celery.networkPolicy.toComponent" (dict "ctx" . "component" "redis" "port" 6379) }}
+*/}}
+{{- define "flask-celery.networkPolicy.toComponent" -}}
+- to:
+    - podSelector:
+        matchLabels: {{- include "flask-celery.labels.matchLabels" (dict "ctx" .ctx "component" .component) | nindent 10 }}
+  ports:
+    - port: {{ .port }}
+      protocol: TCP
+{{- end }}
+
+{{/*
+NetworkPolicy of a bundled server: in on its port from the pods of the `clients` components
+(and any `extraPeers`, rendered peers); nothing out.
+{{ include "flask-celery.networkPolicy.server" (dict "ctx" $ "component" "postgresql" "port" 5432 "clients" (list "web" "worker")) }}
+*/}}
+{{- define "flask-celery.networkPolicy.server" -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "flask-celery.names.component" (dict "ctx" .ctx "component" .component) }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels: {{- include "flask-celery.labels.standard" (dict "ctx" .ctx "component" .component) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels: {{- include "flask-celery.labels.matchLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+  policyTypes:
+    - Ingress
+    - Egress
+  ingress:
+    - from:
+        {{- range .clients }}
+        - podSelector:
+            matchLabels: {{- include "flask-celery.labels.matchLabels" (dict "ctx" $.ctx "component" .) | nindent 14 }}
+        {{- end }}
+        {{- with .extraPeers }}
+        {{- . | nindent 8 }}
+        {{- end }}
+      ports:
+        - port: {{ .port }}
+          protocol: TCP
+  egress: []
 {{- end }}
 
 {{/*

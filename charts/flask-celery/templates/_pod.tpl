@@ -1,5 +1,6 @@
 {{/*
-Pod pieces shared by every component: security contexts, scheduling, volumes.
+Pod pieces shared by every component: security contexts, scheduling, volumes, checkov skips,
+and the pieces the bundled servers' StatefulSets share.
 */}}
 
 {{/*
@@ -137,16 +138,17 @@ The migration command, shared by the hook Job and the init containers.
 {{- end }}
 
 {{/*
-initContainers of a web, worker or beat pod. With the SQLite default (no
-database.existingSecret) each pod has its own database file, which the pre-install hook cannot
-reach, so the pod migrates its own file before it starts. With storage.persistence.enabled the
-pods share one file; a pod that loses the race on first install fails its init container once
-and succeeds on the retry.
+initContainers of a web, worker or beat pod. The bundled PostgreSQL does not exist yet when
+pre-install hooks run, so with it every pod migrates the database before it starts; the
+service holds a PostgreSQL advisory lock while migrating, so pods that start together take
+turns and the later ones find the schema at head. An init container that starts before
+PostgreSQL accepts connections exits non-zero, and the kubelet runs it again with its restart
+back-off (10 s, 20 s, ...) until it succeeds: no shell wait loop needed.
 {{- with include "flask-celery.pod.initContainers" (dict "ctx" $ "uid" $uid) }}{{ . | nindent 6 }}{{- end }}
 */}}
 {{- define "flask-celery.pod.initContainers" -}}
 {{- $v := .ctx.Values }}
-{{- if and $v.migrations.enabled (not $v.database.existingSecret) }}
+{{- if and $v.migrations.enabled (include "flask-celery.database.bundled" .ctx) }}
 initContainers:
   - name: migrate
     image: {{ include "flask-celery.images.app" .ctx }}
@@ -165,13 +167,116 @@ checkov skip annotations that hold for every application pod, each with its reas
 */}}
 {{- define "flask-celery.pod.checkovSkips" -}}
 checkov.io/skip1: CKV_K8S_35=The service reads its configuration from the environment (12-factor, design contract 4); values come from Secrets via secretKeyRef, never from a ConfigMap.
-{{- if not .Values.image.digest }}
-checkov.io/skip2: CKV_K8S_43=The image is pinned by tag (the chart's appVersion); set image.digest to pin by digest.
+{{- include "flask-celery.pod.commonCheckovSkips" (dict "ctx" . "image" .Values.image "key" "image") }}
 {{- end }}
-{{- if ne .Values.image.pullPolicy "Always" }}
-checkov.io/skip3: CKV_K8S_15=Release tags are immutable, so IfNotPresent avoids a registry round trip on every start; set image.pullPolicy to Always to change it.
+
+{{/*
+checkov skips of every workload, about its image block ({repository, tag, digest, pullPolicy},
+at values path `key`) and the opt-in NetworkPolicies; each only while its check would fail.
+{{- include "flask-celery.pod.commonCheckovSkips" (dict "ctx" $ "image" .Values.redis.image "key" "redis.image") }}
+*/}}
+{{- define "flask-celery.pod.commonCheckovSkips" -}}
+{{- if not .image.digest }}
+checkov.io/skip2: CKV_K8S_43=The image is pinned by tag; set {{ .key }}.digest to pin it by digest.
 {{- end }}
-{{- if not .Values.networkPolicy.enabled }}
+{{- if ne .image.pullPolicy "Always" }}
+checkov.io/skip3: CKV_K8S_15=Pinned tags are not re-pulled, so IfNotPresent avoids a registry round trip on every start; set {{ .key }}.pullPolicy to Always to change it.
+{{- end }}
+{{- if not .ctx.Values.networkPolicy.enabled }}
 checkov.io/skip6: CKV2_K8S_6=NetworkPolicies are opt-in because their peers depend on the cluster (ingress, KEDA and Prometheus namespaces); set networkPolicy.enabled to true in production.
+{{- end }}
+{{- end }}
+
+{{/*
+Bundled servers (Redis, PostgreSQL): one-replica StatefulSets of an official image, each with
+a values block holding image, persistence and runAsUser.
+*/}}
+
+{{/*
+checkov skips of a bundled server's StatefulSet: the official image's own user (a uid below
+10000), then the image and NetworkPolicy skips.
+{{- include "flask-celery.pod.serverCheckovSkips" (dict "ctx" $ "key" "redis" "image" "Redis" "user" "redis") | trim | nindent 4 }}
+*/}}
+{{- define "flask-celery.pod.serverCheckovSkips" -}}
+{{- $server := get .ctx.Values .key }}
+{{- if lt ($server.runAsUser | int) 10000 }}
+checkov.io/skip4: CKV_K8S_40=The official {{ .image }} image's {{ .user }} user is uid {{ $server.runAsUser }}, which owns its data directory; set {{ .key }}.runAsUser to change it.
+{{- end }}
+{{- include "flask-celery.pod.commonCheckovSkips" (dict "ctx" .ctx "image" $server.image "key" (printf "%s.image" .key)) }}
+{{- end }}
+
+{{/*
+Probes of a bundled server, all running one exec command: startup allows five minutes (a first
+initialisation, a long recovery), then liveness and readiness take over.
+{{- include "flask-celery.pod.serverProbes" $ping | trim | nindent 10 }}
+*/}}
+{{- define "flask-celery.pod.serverProbes" -}}
+{{- range $kind, $timing := dict "startup" (list 5 60) "liveness" (list 10 3) "readiness" (list 5 3) }}
+{{ $kind }}Probe:
+  exec:
+    command: {{- toYaml $ | nindent 6 }}
+  periodSeconds: {{ index $timing 0 }}
+  timeoutSeconds: 5
+  failureThreshold: {{ index $timing 1 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Services of a bundled server: a ClusterIP Service for clients and the headless one its
+StatefulSet names; both target the container port named after the component.
+{{ include "flask-celery.pod.serverServices" (dict "ctx" $ "component" "redis" "port" 6379) }}
+*/}}
+{{- define "flask-celery.pod.serverServices" -}}
+{{- $name := include "flask-celery.names.component" (dict "ctx" .ctx "component" .component) }}
+{{- range $suffix := list "" "-headless" }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}{{ $suffix }}
+  namespace: {{ $.ctx.Release.Namespace }}
+  labels: {{- include "flask-celery.labels.standard" (dict "ctx" $.ctx "component" $.component) | nindent 4 }}
+spec:
+  {{- if $suffix }}
+  clusterIP: None
+  {{- else }}
+  type: ClusterIP
+  {{- end }}
+  selector: {{- include "flask-celery.labels.matchLabels" (dict "ctx" $.ctx "component" $.component) | nindent 4 }}
+  ports:
+    - name: {{ $.component }}
+      port: {{ $.port }}
+      targetPort: {{ $.component }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+
+{{/*
+The `data` volume of a bundled server: a claim template of its StatefulSet when its
+persistence is on, else an emptyDir in the pod's volumes. `part` picks which one to render.
+{{- with include "flask-celery.pod.serverData" (dict "ctx" $ "component" "redis" "part" "volume") | trim }}{{ . | nindent 8 }}{{- end }}
+{{- with include "flask-celery.pod.serverData" (dict "ctx" $ "component" "redis" "part" "claim") | trim }}{{ . | nindent 2 }}{{- end }}
+*/}}
+{{- define "flask-celery.pod.serverData" -}}
+{{- $p := (get .ctx.Values .component).persistence }}
+{{- if and (eq .part "volume") (not $p.enabled) }}
+- name: data
+  emptyDir: {}
+{{- else if and (eq .part "claim") $p.enabled }}
+volumeClaimTemplates:
+  - apiVersion: v1
+    kind: PersistentVolumeClaim
+    metadata:
+      name: data
+      labels: {{- include "flask-celery.labels.standard" (dict "ctx" .ctx "component" .component) | nindent 8 }}
+    spec:
+      accessModes:
+        - ReadWriteOnce
+      {{- with $p.storageClass }}
+      storageClassName: {{ . }}
+      {{- end }}
+      resources:
+        requests:
+          storage: {{ $p.size }}
 {{- end }}
 {{- end }}

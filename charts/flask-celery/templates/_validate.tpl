@@ -17,6 +17,7 @@ Render nothing, or fail listing every violated rule.
 {{- $messages = append $messages (include "flask-celery.validate.beatLock" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.webShutdown" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.redis" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.database" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.flower" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.networkPolicy" .) }}
 {{- $messages = without $messages "" }}
@@ -168,6 +169,16 @@ Redis: an external Redis needs its Secret and host; broker and results use diffe
 {{- $out = append $out (printf "redis.brokerDatabase and redis.resultDatabase are both %d; use two database indexes so results never mix with queues." (.Values.redis.brokerDatabase | int)) }}
 {{- end }}
 {{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Database: an external one (database.existingSecret) or the bundled PostgreSQL; with neither
+the pods would have no database to share. Both set is fine: the existing Secret wins.
+*/}}
+{{- define "flask-celery.validate.database" -}}
+{{- if and (not .Values.database.existingSecret) (not .Values.postgresql.enabled) }}
+{{- print "No database: set database.existingSecret to a Secret holding the SQLAlchemy URL of your PostgreSQL (key database.secretKey) for production, or postgresql.enabled=true for the bundled development PostgreSQL." }}
+{{- end }}
 {{- end }}
 
 {{/*

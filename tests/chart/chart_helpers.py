@@ -182,3 +182,15 @@ def container(doc: dict[str, Any], name: str | None = None) -> dict[str, Any]:
 def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A container's env entries by name."""
     return {e["name"]: e for e in c.get("env", [])}
+
+
+#: Values for an external Redis over TLS whose URLs live in an existing Secret.
+EXTERNAL_REDIS = {
+    "redis": {"enabled": False},
+    "externalRedis": {
+        "host": "redis.example.internal",
+        "port": 6380,
+        "tls": True,
+        "existingSecret": "ext-redis",
+    },
+}

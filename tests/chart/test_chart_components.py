@@ -7,7 +7,7 @@ import json
 
 import jmespath
 
-from tests.chart.chart_helpers import by_kind, container, env_of, one
+from tests.chart.chart_helpers import EXTERNAL_REDIS, by_kind, container, env_of, one
 
 NAME = "rel-flask-celery-{}"
 
@@ -253,17 +253,7 @@ def test_redis_secret_urls_use_the_broker_and_result_databases(render):
 
 
 def test_external_redis_with_tls_uses_the_existing_secret(render):
-    docs = render(
-        {
-            "redis": {"enabled": False},
-            "externalRedis": {
-                "host": "redis.example.internal",
-                "port": 6380,
-                "tls": True,
-                "existingSecret": "ext-redis",
-            },
-        }
-    )
+    docs = render(EXTERNAL_REDIS)
     assert not [
         s for s in by_kind(docs, "StatefulSet") if s["metadata"]["name"] == NAME.format("redis")
     ]

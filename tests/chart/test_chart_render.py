@@ -13,18 +13,8 @@ from typing import Any
 import jmespath
 import pytest
 
-from tests.chart.chart_helpers import by_kind
+from tests.chart.chart_helpers import EXTERNAL_REDIS, by_kind
 from tests.chart.chart_processes import local_path
-
-EXTERNAL_REDIS = {
-    "redis": {"enabled": False},
-    "externalRedis": {
-        "host": "redis.example.internal",
-        "port": 6380,
-        "tls": True,
-        "existingSecret": "ext-redis",
-    },
-}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},

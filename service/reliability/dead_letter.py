@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback as tb
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -17,6 +18,10 @@ from flask import Flask
 
 from ..db import db
 from ..models import DeadLetter, Job
+
+#: Task name -> what to do to the task's own rows when it is dead-lettered (mark an export
+#: failed, say), run in the same transaction as the dead-letter row. Filled by `job_task`.
+ON_DEAD_LETTER: dict[str, Callable[..., None]] = {}
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,8 @@ def record(
                     first_attempt_at=_enqueued_at(task_id),
                 )
             )
+            if task.name in ON_DEAD_LETTER:
+                ON_DEAD_LETTER[task.name](*(args or ()), **(kwargs or {}))
             db.session.commit()
     except Exception:  # noqa: BLE001 - logged with the task's arguments instead
         log.exception("could not dead-letter %s[%s] args=%r", task.name, task_id, args)

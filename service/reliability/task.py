@@ -18,6 +18,7 @@ from celery import Task, current_task, shared_task
 from celery.signals import before_task_publish
 from flask import current_app
 
+from .dead_letter import ON_DEAD_LETTER
 from .idempotency import run_once
 from .retry import RetryPolicy, is_transient
 
@@ -44,6 +45,7 @@ def job_task(
     *,
     key: Callable[..., str | None] | None = None,
     store_result: bool = True,
+    on_dead_letter: Callable[..., None] | None = None,
     **options: Any,
 ) -> Callable[[F], Task]:
     """Declare `fn` as the task `name`.
@@ -52,6 +54,8 @@ def job_task(
         key: computes the idempotency key from the task's arguments; None (or a key function
             returning None) runs the body every time.
         store_result: keep the return value for the job API (`result_expires` applies).
+        on_dead_letter: called with the task's arguments when it fails for good, in the
+            transaction that records the dead letter (to mark the task's own row failed).
         options: any other `@shared_task` option (acks_late, ...). A `time_limit` or
             `soft_time_limit` given here travels with the task's messages and wins over the
             worker group's limits; it must stay below the visibility timeout.
@@ -77,6 +81,8 @@ def job_task(
                     exc=exc, countdown=countdown, max_retries=policy.max_retries
                 ) from exc
 
+        if on_dead_letter is not None:
+            ON_DEAD_LETTER[name] = on_dead_letter
         if "time_limit" in options or "soft_time_limit" in options:
             OWN_TIME_LIMITS.add(name)
         # Celery checks call arguments against this signature when a task is sent.

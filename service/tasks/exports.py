@@ -33,7 +33,15 @@ EXPORTABLE: dict[str, tuple[type[Any], tuple[str, ...]]] = {
 }
 
 
-@job_task("exports.export_table", key=lambda export_id: f"export:{export_id}")
+def _mark_failed(export_id: int) -> None:
+    export = db.session.get(Export, export_id)
+    if export is not None:
+        export.status, export.finished_at = "failed", utcnow()
+
+
+@job_task(
+    "exports.export_table", key=lambda export_id: f"export:{export_id}", on_dead_letter=_mark_failed
+)
 def export_table(export_id: int) -> dict[str, Any]:
     """Write the export's table to STORAGE_DIR/exports/export-<id>.csv."""
     export = load(Export, export_id)

@@ -65,7 +65,17 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
             return response.status_code
 
 
-@job_task("webhooks.deliver", key=lambda delivery_id: f"webhook:{delivery_id}")
+def _mark_failed(delivery_id: int) -> None:
+    delivery = db.session.get(WebhookDelivery, delivery_id)
+    if delivery is not None:
+        delivery.status = "failed"
+
+
+@job_task(
+    "webhooks.deliver",
+    key=lambda delivery_id: f"webhook:{delivery_id}",
+    on_dead_letter=_mark_failed,
+)
 def deliver(delivery_id: int) -> dict[str, Any]:
     """POST the delivery's event to its endpoint."""
     delivery = load(WebhookDelivery, delivery_id)
@@ -85,6 +95,5 @@ def deliver(delivery_id: int) -> dict[str, Any]:
     if 200 <= status < 300:
         delivery.status, delivery.delivered_at = "delivered", utcnow()
         return {"status": "delivered", "response_status": status}
-    delivery.status = "failed"
     db.session.commit()
     raise PermanentError(f"receiver answered HTTP {status}")

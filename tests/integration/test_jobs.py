@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 
 from service.db import db, utcnow
-from service.models import EmailLog, User
+from service.models import EmailLog, Export, User
 from service.signing import verify
 from service.sinks import SmtpSink, WebhookSink
 from tests.conftest import wait_until
@@ -238,3 +238,21 @@ def test_a_permanent_failure_fails_at_once_and_is_dead_lettered(
     assert letter["exception"].startswith("PermanentError: User 1000000000 does not exist")
     detail = api.get(f"/dead-letters/{letter['id']}").json()
     assert "Traceback" in detail["traceback"]
+
+
+def test_a_dead_lettered_export_is_marked_failed(api: httpx.Client, stack_app: Any) -> None:
+    with stack_app.app_context():
+        export = Export(table_name="no_such_table")  # the API only accepts known tables
+        db.session.add(export)
+        db.session.commit()
+        export_id = export.id
+    result = stack_app.extensions["celery"].send_task(
+        "exports.export_table", args=(export_id,), ignore_result=False
+    )
+    result.get(timeout=30, propagate=False)
+    assert result.state == "FAILURE"
+    body = wait_until(
+        lambda: (e := api.get(f"/exports/{export_id}").json())["status"] == "failed" and e,
+        what="export marked failed",
+    )
+    assert body["download_url"] is None

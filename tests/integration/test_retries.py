@@ -190,6 +190,7 @@ def test_exhausted_retries_are_dead_lettered_and_a_redrive_delivers_once(hooks: 
     for gap, step in zip(spaced, STEPS, strict=True):
         assert step / 2 <= gap <= step + SLACK
     assert spaced[2] > spaced[0]
+    assert delivery(hooks, job["endpoint_id"])["status"] == "failed"  # marked with the dead letter
 
     hooks.sink.status_script[path] = []  # the receiver recovers: 200 from now on
     redrive = hooks.api.post(f"/dead-letters/{letter['id']}/redrive")

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from celery import current_task
-from celery.signals import before_task_publish
+from celery.signals import before_task_publish, setup_logging
 from flask import Flask, Response, g, has_request_context, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -57,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s task=%(task_id)s] %(message)s"
 
 
-def configure(fmt: str, level: str) -> None:
+def configure(fmt: str, level: int | str) -> None:
     """Send the root logger to stderr in `fmt` ("text" or "json")."""
     handler = logging.StreamHandler()
     handler.addFilter(_Context())
@@ -77,6 +77,12 @@ def _carry_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
 def init_app(app: Flask) -> None:
     """Configure logging and give every request an id."""
     configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+
+    @setup_logging.connect(weak=False)
+    def _keep_our_format(loglevel: int | str | None = None, **_: Any) -> None:
+        # A connected receiver stops worker and beat from installing Celery's own handlers,
+        # which would drop the JSON format and the request and task ids.
+        configure(app.config["LOG_FORMAT"], loglevel or app.config["LOG_LEVEL"])
 
     @app.before_request
     def _assign_request_id() -> None:

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.throughput [--jobs 2000] [--concurrency 2]
 
 Starts its own redis-server and SQLite database, then measures:
-- enqueue: `apply_async` of `jobs.add` vs `service.enqueue.enqueue` of it (job row + publish),
+- enqueue: `apply_async` of `jobs.add` vs `service.jobs.enqueue.enqueue` of it (job row + publish),
   the path every API request takes;
 - execution: a worker draining N bare tasks vs N `job_task` tasks with an idempotency key (one
   ledger row each), with crash-safe settings (acks_late, prefetch 1) in both runs.
@@ -23,7 +23,7 @@ import flask_migrate
 import redis
 
 from service import create_app
-from service.enqueue import JobRequest, enqueue
+from service.jobs.enqueue import JobRequest, enqueue
 from tests.conftest import stop, wait_until
 from tests.integration.conftest import RedisServer, start_worker
 

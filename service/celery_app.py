@@ -10,14 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import task_failure, worker_process_init
 from flask import Flask
 
-from . import scaling  # noqa: F401 - connects the in-flight signal handlers
-from .config import celery_settings, check_time_budget
-from .db import db
-from .liveness import Heartbeat
-from .reliability import dead_letter
+from . import budget, signals
+from .data.db import db
+from .worker.heartbeat import Heartbeat
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -37,32 +34,10 @@ def celery_init_app(app: Flask) -> Celery:
                     db.session.remove()
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
-    celery_app.config_from_object(celery_settings(app.config["CELERY"]))
+    celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()
-    celery_app.steps["consumer"].add(Heartbeat)
-    check_time_budget(celery_app.conf, [t.time_limit for t in celery_app.tasks.values()])
+    celery_app.steps["consumer"].add(Heartbeat.writing_to(app.config["WORKER_HEARTBEAT_FILE"]))
+    budget.check(celery_app.conf, [t.time_limit for t in celery_app.tasks.values()])
+    signals.connect_app(app, celery_app)
     app.extensions["celery"] = celery_app
-
-    # Handlers are connected per app; a process that builds several apps (tests) must not
-    # let one app's handler act on another app's tasks.
-    @worker_process_init.connect(weak=False)
-    def _fresh_connections(**_: Any) -> None:
-        # Prefork children inherit the parent's pooled database connections; sharing a socket
-        # across processes corrupts it, so every child starts with an empty pool.
-        with app.app_context():
-            db.engine.dispose(close=False)
-
-    @task_failure.connect(weak=False)
-    def _dead_letter(
-        sender: Task | None = None,
-        task_id: str = "",
-        exception: BaseException | None = None,
-        args: Any = None,
-        kwargs: Any = None,
-        einfo: Any = None,
-        **_: Any,
-    ) -> None:
-        if sender is not None and sender.app is celery_app and exception is not None:
-            dead_letter.record(app, sender, task_id, exception, args, kwargs, einfo)
-
     return celery_app

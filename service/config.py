@@ -1,56 +1,152 @@
-"""Configuration defaults: one typed table, overridden by `FLASK_*` environment variables.
+"""Configuration: one typed table of settings, read from `FLASK_*` environment variables.
 
-`create_app` loads `DEFAULTS`, then `app.config.from_prefixed_env()`, then an explicit mapping
-(tests). Celery settings live under the `CELERY` key; `FLASK_CELERY__BROKER_URL` lands there as
-an upper-case key, which `celery_settings` folds to the lower-case name Celery reads
-(contract 4 in the design).
+Every setting is a row of `SETTINGS` (the app's) or `CELERY_SETTINGS` (Celery's, under the
+`CELERY` key): its name, type, default, one line of documentation and its environment variable.
+`create_app` loads the defaults, then `app.config.from_prefixed_env()` (which also reaches into
+nested keys with `__`), then each row's own variable converted by its type, then an explicit
+mapping (tests); `derive` then fills the values that follow from others, and `check` refuses a
+value of the wrong type, naming its variable.
+
+`FLASK_CELERY__BROKER_URL` lands in `CELERY` as an upper-case key, which Celery would read as an
+old-style name and ignore; `celery_settings` folds such keys to the lower-case names Celery reads
+(contract 4 in the design). The README's configuration table is generated from these rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from celery.schedules import crontab
 from kombu.entity import Queue
 
+from . import budget
+from .budget import ConfigError
 from .routing import QUEUES, celery_routes
+from .worker.probes import DEFAULT_HEARTBEAT_FILE
 
-#: Hard time limit of every task that sets none itself; a worker group sets its own with
-#: FLASK_CELERY__TASK_TIME_LIMIT (a worker's `--time-limit` flag would lose to this setting).
-TASK_TIME_LIMIT = 300
-#: Redis redelivers an unacknowledged message after `visibility_timeout` seconds, so it must
-#: exceed every hard time limit (contract 3). Unless set, it is the longest hard limit plus
-#: this margin, and at least an hour, which is also the longest countdown the API accepts.
-VISIBILITY_MARGIN = 300
-MIN_VISIBILITY_TIMEOUT = 3600
+__all__ = ["CELERY_SETTINGS", "ConfigError", "DEFAULTS", "SETTINGS", "Setting"]
 
-CELERY_DEFAULTS: dict[str, Any] = {
-    "broker_url": "redis://127.0.0.1:6379/0",
-    "result_backend": "redis://127.0.0.1:6379/1",
-    "task_default_queue": "default",
-    "task_routes": celery_routes(),
-    "task_queues": tuple(Queue(name, routing_key=name) for name in QUEUES),
-    "task_create_missing_queues": False,
+ENV_PREFIX = "FLASK_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: a setting, its type and default, and what it is for."""
+
+    name: str
+    #: The Python type of its value (int settings also refuse bools, float ones take ints).
+    type: type
+    default: Any
+    doc: str
+    #: True when None is a valid value (it then means "derive it", see `derive`).
+    optional: bool = False
+    #: The `CELERY` table's rows live one level down, under this key.
+    parent: str | None = None
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets it (Celery's names in upper case, as guides
+        spell them; the lower-case spelling works too)."""
+        if self.parent:
+            return f"{ENV_PREFIX}{self.parent}__{self.name.upper()}"
+        return ENV_PREFIX + self.name
+
+    def env_names(self) -> tuple[str, ...]:
+        """Every variable that sets it."""
+        if self.parent:
+            return (self.env, f"{ENV_PREFIX}{self.parent}__{self.name}")
+        return (self.env,)
+
+    def parse(self, raw: str) -> Any:
+        """Convert the variable's text to the setting's type, or raise ConfigError."""
+        try:
+            if self.type is str:
+                return raw
+            if self.type is bool:
+                return _BOOLEANS[raw.strip().lower()]
+            if self.type in (int, float):
+                return self.type(raw)
+            value = json.loads(raw)
+        except (KeyError, ValueError):
+            raise ConfigError(f"{self.env}={raw!r}: {self.expected()}") from None
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """Raise ConfigError unless `value` has this setting's type."""
+        if value is None and self.optional:
+            return
+        accepted = (int, float) if self.type is float else self.type
+        numeric = self.type in (int, float)
+        if not isinstance(value, accepted) or (numeric and isinstance(value, bool)):
+            raise ConfigError(f"{self.env}={value!r}: {self.expected()}")
+
+    def expected(self) -> str:
+        noun = _TYPE_NOUNS.get(self.type, self.type.__name__)
+        return f"expected {noun}" + (" or null" if self.optional else "")
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
+_TYPE_NOUNS = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a JSON list",
+    dict: "a JSON object",
+    tuple: "a list",
+}
+
+
+def _celery(name: str, type_: type, default: Any, doc: str, optional: bool = False) -> Setting:
+    return Setting(name, type_, default, doc, optional=optional, parent="CELERY")
+
+
+_SHORT_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+
+#: Celery's settings as this project sets them; any other Celery setting may be added under
+#: `CELERY` too (Celery's own defaults table types those).
+CELERY_SETTINGS: tuple[Setting, ...] = (
+    _celery("broker_url", str, "redis://127.0.0.1:6379/0",
+            "the broker; each queue is a Redis list of its name in this database"),
+    _celery("result_backend", str, "redis://127.0.0.1:6379/1",
+            "where job states and results are kept", optional=True),
+    _celery("task_default_queue", str, "default", "the queue of a task with no route"),
+    _celery("task_routes", dict, celery_routes(), "task name -> queue, from `service/routing.py`"),
+    _celery("task_queues", tuple, tuple(Queue(name, routing_key=name) for name in QUEUES),
+            "every routed queue, declared up front"),
+    _celery("task_create_missing_queues", bool, False,
+            "off: a worker asked for a queue nothing routes to refuses to start"),
     # Crash safety: a message is acknowledged only after the task finished, and a task whose
     # worker process died is requeued instead of being marked failed.
-    "task_acks_late": True,
-    "task_reject_on_worker_lost": True,
-    "worker_prefetch_multiplier": 1,
-    "task_time_limit": TASK_TIME_LIMIT,
-    "task_soft_time_limit": TASK_TIME_LIMIT - 30,
-    "task_track_started": True,
-    # Results are stored only by tasks that ask for it (`ignore_result=False`), and expire.
-    "task_ignore_result": True,
-    "result_expires": 24 * 3600,
-    "result_extended": True,
-    "task_serializer": "json",
-    "result_serializer": "json",
-    "accept_content": ["json"],
-    "timezone": "UTC",
-    "enable_utc": True,
-    "broker_connection_retry_on_startup": True,
-    "broker_transport_options": {
+    _celery("task_acks_late", bool, True,
+            "acknowledge a message when its task has finished, not when it arrives"),
+    _celery("task_reject_on_worker_lost", bool, True,
+            "requeue the task of a worker process that died, instead of failing it"),
+    _celery("worker_prefetch_multiplier", int, 1, "messages a worker process reserves ahead"),
+    _celery("task_time_limit", float, budget.TASK_TIME_LIMIT,
+            "hard time limit, seconds; set per worker group (a worker's `--time-limit` flag "
+            "would lose to it, since every task copies it)"),
+    _celery("task_soft_time_limit", float, budget.soft_time_limit(budget.TASK_TIME_LIMIT),
+            "soft time limit, seconds: the task gets an exception it may clean up after"),
+    _celery("task_track_started", bool, True, "report `started` when a worker begins a task"),
+    _celery("task_ignore_result", bool, True,
+            "store results only for tasks that ask for it (`store_result`)"),
+    _celery("result_expires", float, 24 * 3600, "seconds a stored result is kept"),
+    _celery("result_extended", bool, True, "store the task's name and arguments with its result"),
+    _celery("task_serializer", str, "json", "messages are JSON: ids and plain values only"),
+    _celery("result_serializer", str, "json", "results are JSON"),
+    _celery("accept_content", list, ["json"], "workers accept JSON messages only"),
+    _celery("timezone", str, "UTC", "the schedule's time zone"),
+    _celery("enable_utc", bool, True, "times are UTC"),
+    _celery("broker_connection_retry_on_startup", bool, True,
+            "a worker started before Redis waits for it"),
+    _celery("broker_transport_options", dict, {
         # Messages a dead worker held come back after visibility_timeout; workers sweep for
         # them every interval * throttle seconds (kombu: 100 s), and a worker killed during a
         # sweep holds its mutex until it expires (kombu: 300 s).
@@ -59,28 +155,32 @@ CELERY_DEFAULTS: dict[str, Any] = {
         "unacked_mutex_expire": 60,
         "socket_connect_timeout": 3,
         "socket_timeout": 10,
-    },
-    "result_backend_transport_options": {
+    }, "Redis transport options; `visibility_timeout` (seconds before Redis redelivers an "
+       "unacknowledged task) is derived: the longest hard limit + 300, at least 3600"),
+    _celery("result_backend_transport_options", dict, {
         "socket_connect_timeout": 3,
         "socket_timeout": 10,
         # Publishing subscribes to the result channel first; bound that wait like the publish.
-        "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
-    },
+        "retry_policy": _SHORT_RETRY,
+    }, "result store connection: bounded waits, so a publish fails fast when Redis is down"),
     # Publishing gives up quickly so that the API can answer 503 while the broker is down.
-    "task_publish_retry_policy": {
-        "max_retries": 2,
-        "interval_start": 0,
-        "interval_step": 0.5,
-        "interval_max": 1,
-    },
-    "worker_send_task_events": True,
-    "task_send_sent_event": True,
-    "worker_soft_shutdown_timeout": 0.0,
-    "beat_scheduler": "redbeat.RedBeatScheduler",
-    "beat_max_loop_interval": 5,
-    "redbeat_key_prefix": "flask_celery:redbeat",
-    "redbeat_lock_timeout": 25,
-    "beat_schedule": {
+    _celery("task_publish_retry_policy", dict, {**_SHORT_RETRY, "interval_max": 1},
+            "a publish gives up after two quick retries, so the API answers 503 at once"),
+    _celery("worker_send_task_events", bool, True, "task events for Flower"),
+    _celery("task_send_sent_event", bool, True, "a task-sent event per publish, for Flower"),
+    _celery("worker_soft_shutdown_timeout", float, 0.0,
+            "seconds a stopping worker keeps consuming after the warm shutdown began"),
+    _celery("beat_scheduler", str, "redbeat.RedBeatScheduler",
+            "beat keeps its schedule and a leader lock in Redis"),
+    _celery("beat_max_loop_interval", int, 5, "seconds between beat's checks of the schedule"),
+    _celery("redbeat_key_prefix", str, "flask_celery:redbeat", "Redis keys of beat's schedule"),
+    _celery("redbeat_lock_timeout", int, 25,
+            "seconds a dead beat's leader lock is held before another beat takes over"),
+    _celery("redbeat_redis_url", str, None,
+            "Redis of beat's schedule and lock; unset: the broker's", optional=True),
+    _celery("redbeat_redis_options", dict, {"socket_connect_timeout": 3, "socket_timeout": 10},
+            "beat's Redis connection: bounded waits"),
+    _celery("beat_schedule", dict, {
         "expire-trials-nightly": {
             "task": "periodic.expire_trials",
             "schedule": crontab(minute=0, hour=2),
@@ -91,41 +191,88 @@ CELERY_DEFAULTS: dict[str, Any] = {
             "schedule": crontab(minute=5),
             "kwargs": {"schedule_entry": "trial-reminders-hourly"},
         },
-    },
-}
+    }, "nightly trial expiry at 02:00, trial reminders at five past every hour"),
+)  # fmt: skip
 
-DEFAULTS: dict[str, Any] = {
-    "SECRET_KEY": "dev-only-change-me",
-    "SQLALCHEMY_DATABASE_URI": None,  # None: a SQLite file in STORAGE_DIR's parent (instance)
-    "SQLALCHEMY_ENGINE_OPTIONS": {},
-    "STORAGE_DIR": None,  # None: <instance_path>/storage
-    "MAX_CONTENT_LENGTH": 64 * 1024,
-    "SMTP_HOST": "127.0.0.1",
-    "SMTP_PORT": 8025,
-    "SMTP_USERNAME": None,
-    "SMTP_PASSWORD": None,
-    "SMTP_STARTTLS": False,
-    "SMTP_TIMEOUT": 10,
-    "MAIL_FROM": "Flask Celery <noreply@example.com>",
-    "WEBHOOK_TIMEOUT": 10,
-    "WEBHOOK_MAX_RESPONSE_BYTES": 64 * 1024,
-    # CIDRs webhooks may reach although internal (service.egress); e.g. ["127.0.0.0/8"] locally
-    "WEBHOOK_ALLOWED_NETWORKS": [],
-    "WEBHOOK_USER_AGENT": "flask-celery-webhooks/0.1",
-    "TRIAL_REMINDER_HOURS": 24,
-    # The retry policy of every task (service.reliability.retry.RetryPolicy).
-    "RETRY_MAX_RETRIES": 6,
-    "RETRY_BACKOFF_BASE": 2.0,
-    "RETRY_BACKOFF_MAX": 300.0,
-    "EXPORT_BATCH_SIZE": 200,
-    "LOG_FORMAT": "text",
-    "LOG_LEVEL": "INFO",
-    "CELERY": CELERY_DEFAULTS,
-}
+#: The app's settings.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SECRET_KEY", str, "dev-only-change-me", "Flask's secret key; set your own"),
+    Setting("SQLALCHEMY_DATABASE_URI", str, None,
+            "the database, e.g. `postgresql+psycopg://user:pass@host/db`; unset: a SQLite file "
+            "next to the storage folder", optional=True),
+    Setting("SQLALCHEMY_ENGINE_OPTIONS", dict, {}, "SQLAlchemy engine options"),
+    Setting("STORAGE_DIR", str, None,
+            "where invoice PDFs and exports are written; unset: `instance/storage`",
+            optional=True),
+    Setting("MAX_CONTENT_LENGTH", int, 64 * 1024, "largest request body the API accepts, bytes"),
+    Setting("SMTP_HOST", str, "127.0.0.1", "the SMTP server"),
+    Setting("SMTP_PORT", int, 8025, "its port"),
+    Setting("SMTP_USERNAME", str, None, "log in with this user, when set", optional=True),
+    Setting("SMTP_PASSWORD", str, None, "and this password", optional=True),
+    Setting("SMTP_STARTTLS", bool, False, "upgrade the SMTP connection with STARTTLS"),
+    Setting("SMTP_TIMEOUT", float, 10, "seconds an SMTP exchange may take"),
+    Setting("MAIL_FROM", str, "Flask Celery <noreply@example.com>", "sender of every mail"),
+    Setting("WEBHOOK_TIMEOUT", float, 10, "seconds a webhook delivery may take"),
+    Setting("WEBHOOK_MAX_RESPONSE_BYTES", int, 64 * 1024,
+            "bytes of a receiver's answer that are read, the rest is dropped"),
+    Setting("WEBHOOK_ALLOWED_NETWORKS", list, [],
+            "CIDRs webhooks may reach although internal, e.g. `[\"10.0.0.0/8\"]`"),
+    Setting("WEBHOOK_USER_AGENT", str, "flask-celery-webhooks/0.1", "User-Agent of deliveries"),
+    Setting("TRIAL_REMINDER_HOURS", int, 24, "remind trial users this many hours before the end"),
+    Setting("RETRY_MAX_RETRIES", int, 6, "retries of a transient failure, then a dead letter"),
+    Setting("RETRY_BACKOFF_BASE", float, 2.0, "seconds before the first retry, doubled each time"),
+    Setting("RETRY_BACKOFF_MAX", float, 300.0, "longest delay between retries, seconds"),
+    Setting("EXPORT_BATCH_SIZE", int, 200, "rows an export reads per query"),
+    Setting("WORKER_HEARTBEAT_FILE", str, DEFAULT_HEARTBEAT_FILE,
+            "the worker's liveness file (`python -m service.worker.probes worker`)"),
+    Setting("LOG_FORMAT", str, "text",
+            "`json` for one JSON object per line, with `request_id` and `task_id`"),
+    Setting("LOG_LEVEL", str, "INFO", "the root logger's level"),
+    Setting("CELERY", dict, {s.name: s.default for s in CELERY_SETTINGS},
+            "Celery's settings, the table below"),
+)  # fmt: skip
+
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS}
 
 
-class ConfigError(ValueError):
-    """A configuration that would break a delivery guarantee; the message names the values."""
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings the environment sets through each row's own variable, typed."""
+    out: dict[str, Any] = {}
+    for row in SETTINGS + CELERY_SETTINGS:
+        for var in row.env_names():
+            if var not in environ or row.name == "CELERY":
+                continue
+            value = row.parse(environ[var])
+            if row.parent:
+                # the key from_prefixed_env gives it, so both spellings keep their precedence
+                key = var.removeprefix(f"{ENV_PREFIX}{row.parent}__")
+                out.setdefault(row.parent, {})[key] = value
+            else:
+                out[row.name] = value
+    return out
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Refuse a setting of the wrong type, naming its environment variable."""
+    for row in SETTINGS:
+        row.check(config.get(row.name))
+    celery_rows = {row.name: row for row in CELERY_SETTINGS}
+    for key, value in config["CELERY"].items():
+        if key.lower() in celery_rows:
+            celery_rows[key.lower()].check(value)
+
+
+def derive(config: Mapping[str, Any], instance_path: str) -> dict[str, Any]:
+    """The values that follow from others: storage and database paths, Celery's settings."""
+    storage = Path(config["STORAGE_DIR"] or Path(instance_path) / "storage")
+    database = (
+        config["SQLALCHEMY_DATABASE_URI"] or f"sqlite:///{storage.parent / 'flask_celery.db'}"
+    )
+    return {
+        "STORAGE_DIR": str(storage),
+        "SQLALCHEMY_DATABASE_URI": database,
+        "CELERY": celery_settings(config["CELERY"]),
+    }
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,7 +287,7 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 
 
 def celery_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Fold the `CELERY` mapping to the lower-case names Celery reads, and check it.
+    """Fold the `CELERY` mapping to the lower-case names Celery reads, derive, and check it.
 
     `FLASK_CELERY__BROKER_URL` arrives as ``BROKER_URL``; Celery would read that as an old-style
     setting and ignore it next to ``broker_url``, so upper-case keys win over (and merge into)
@@ -150,36 +297,9 @@ def celery_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
     upper = {k.lower(): v for k, v in raw.items() if k != k.lower()}
     settings = merge(lower, upper)
     transport = settings.setdefault("broker_transport_options", {})
-    transport.setdefault(
-        "visibility_timeout",
-        max(MIN_VISIBILITY_TIMEOUT, longest_time_limit(settings) + VISIBILITY_MARGIN),
-    )
+    transport.setdefault("visibility_timeout", budget.visibility_timeout(settings))
     # beat's schedule and leader lock live on the broker's Redis unless configured otherwise
-    settings.setdefault("redbeat_redis_url", settings.get("broker_url"))
-    settings.setdefault(
-        "redbeat_redis_options", {"socket_connect_timeout": 3, "socket_timeout": 10}
-    )
-    check_time_budget(settings)
+    if settings.get("redbeat_redis_url") is None:
+        settings["redbeat_redis_url"] = settings.get("broker_url")
+    budget.check(settings)
     return settings
-
-
-def longest_time_limit(
-    settings: Mapping[str, Any], task_limits: Iterable[float | None] = ()
-) -> float:
-    """The longest hard time limit any task can run under."""
-    return max([float(settings.get("task_time_limit") or 0)] + [float(t) for t in task_limits if t])
-
-
-def check_time_budget(
-    settings: Mapping[str, Any], task_limits: Iterable[float | None] = ()
-) -> None:
-    """Refuse a hard time limit that Redis' visibility timeout would cut short (contract 3)."""
-    limit = longest_time_limit(settings, task_limits)
-    visibility = (settings.get("broker_transport_options") or {}).get("visibility_timeout")
-    if limit and visibility and float(visibility) <= limit:
-        raise ConfigError(
-            f"broker_transport_options.visibility_timeout ({visibility}s) must be longer than "
-            f"the longest hard time limit ({limit:g}s), or Redis redelivers tasks that are still "
-            "running: raise FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout or lower "
-            "FLASK_CELERY__TASK_TIME_LIMIT"
-        )

@@ -35,9 +35,9 @@ import redis
 from celery import Celery
 from celery.utils.nodenames import host_format
 
-from .routing import WORKER_GROUPS
-from .signing import SIGNATURE_HEADER, verify
-from .sinks import SmtpSink, WebhookSink
+from service.outbound.signing import SIGNATURE_HEADER, verify
+from service.routing import WORKER_GROUPS
+from service.sinks import SmtpSink, WebhookSink
 
 HOST = "127.0.0.1"
 #: Our Redis tries ports from here upwards: 6379 may be a Redis the machine already runs.

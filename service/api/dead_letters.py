@@ -10,11 +10,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..db import db, utcnow
-from ..enqueue import JobRequest
-from ..models import DeadLetter
+from ..data.db import db, utcnow
+from ..data.models import DeadLetter
+from ..jobs.enqueue import JobRequest
+from .accept import accept
 from .errors import ApiError, bad_request, not_found
-from .jobs import accept
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/dead-letters")
 

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
-from ..db import db
+from ..data.db import db
 
 bp = Blueprint("health", __name__)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from .accept import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from .schemas import REQUEST_MODELS
 
 bp = Blueprint("openapi", __name__)
@@ -20,11 +21,11 @@ _ERRORS = {
     "415": {"$ref": "#/components/responses/Error"},
 }
 _IDEMPOTENCY = {
-    "name": "Idempotency-Key",
+    "name": IDEMPOTENCY_HEADER,
     "in": "header",
     "required": False,
     "description": "Retrying a POST with the same key returns the same job, without enqueuing.",
-    "schema": {"type": "string", "maxLength": 190},
+    "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH},
 }
 
 #: (path, summary, request model) of every enqueue endpoint.

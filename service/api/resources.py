@@ -11,8 +11,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, send_file
 
-from ..db import db, utcnow
-from ..models import Export, Invoice, User, WebhookDelivery, WebhookEndpoint
+from ..data.db import db, utcnow
+from ..data.models import Export, Invoice, User, WebhookDelivery, WebhookEndpoint
 from .errors import ApiError, bad_request, not_found, parse_body
 from .schemas import NewInvoice, NewUser, NewWebhookEndpoint
 

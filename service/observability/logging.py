@@ -2,7 +2,8 @@
 
 A request takes its id from `X-Request-ID` or gets a new one, and answers with it. Jobs carry
 it to the worker in the message headers, so a task's log lines name the request that enqueued
-it. `LOG_FORMAT=json` writes one JSON object per line, for log collectors.
+it. `LOG_FORMAT=json` writes one JSON object per line, for log collectors. Workers and beat keep
+this format because `service.signals` answers Celery's `setup_logging` with `configure`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import uuid
 from typing import Any
 
 from celery import current_task
-from celery.signals import before_task_publish, setup_logging
 from flask import Flask, Response, g, has_request_context, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -67,9 +67,8 @@ def configure(fmt: str, level: int | str) -> None:
     root.setLevel(level)
 
 
-@before_task_publish.connect
-def _carry_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    # Runs in the publishing process (gunicorn); the header travels with the message.
+def carry_request_id(headers: dict[str, Any] | None) -> None:
+    """Put the current request's id into a message's headers (in the publishing process)."""
     if headers is not None and has_request_context():
         headers.setdefault("request_id", g.get("request_id"))
 
@@ -77,12 +76,6 @@ def _carry_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
 def init_app(app: Flask) -> None:
     """Configure logging and give every request an id."""
     configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
-
-    @setup_logging.connect(weak=False)
-    def _keep_our_format(loglevel: int | str | None = None, **_: Any) -> None:
-        # A connected receiver stops worker and beat from installing Celery's own handlers,
-        # which would drop the JSON format and the request and task ids.
-        configure(app.config["LOG_FORMAT"], loglevel or app.config["LOG_LEVEL"])
 
     @app.before_request
     def _assign_request_id() -> None:

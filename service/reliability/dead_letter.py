@@ -16,8 +16,8 @@ from typing import Any
 from celery import Task
 from flask import Flask
 
-from ..db import db
-from ..models import DeadLetter, Job
+from ..data.db import db
+from ..data.models import DeadLetter, Job
 
 #: Task name -> what to do to the task's own rows when it is dead-lettered (mark an export
 #: failed, say), run in the same transaction as the dead-letter row. Filled by `job_task`.

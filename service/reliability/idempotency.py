@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy.exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..db import db
-from ..models import LedgerEntry
+from ..data.db import db
+from ..data.models import LedgerEntry
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ It is `@shared_task` plus the delivery discipline every task needs: an explicit,
 results stored only when asked; transient failures retried by the shared `RetryPolicy`,
 permanent ones raised at once; and, given a `key`, the idempotency ledger, so that a second run
 of the same work is a no-op. Final failures reach the dead-letter store through the
-`task_failure` signal (wired in `service.celery_app`).
+`task_failure` signal (`service.signals`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Task, current_task, shared_task
-from celery.signals import before_task_publish
 from flask import current_app
 
 from .dead_letter import ON_DEAD_LETTER
@@ -29,14 +28,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 OWN_TIME_LIMITS: set[str] = set()
 
 
-@before_task_publish.connect
-def _limits_belong_to_the_consumer(
-    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
-) -> None:
-    # Celery stamps the *publisher's* task_time_limit into every message, and a worker prefers
-    # the message's limit to its own; a job published by web would then run under web's
-    # limits instead of its worker group's. Runs in the publishing process.
-    if headers is not None and sender not in OWN_TIME_LIMITS:
+def leave_limits_to_the_consumer(task_name: str | None, headers: dict[str, Any] | None) -> None:
+    """Take the publisher's time limits out of a message, unless its task declares its own.
+
+    Celery stamps the *publisher's* task_time_limit into every message, and a worker prefers
+    the message's limit to its own; a job published by web would then run under web's limits
+    instead of its worker group's.
+    """
+    if headers is not None and task_name not in OWN_TIME_LIMITS:
         headers["timelimit"] = [None, None]
 
 

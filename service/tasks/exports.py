@@ -7,19 +7,17 @@ place at the end, so a download never sees a partial file and a rerun starts fro
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from celery import current_task
 from flask import current_app
 
-from ..db import db, utcnow
-from ..models import EmailLog, Export, Invoice, User, WebhookDelivery
+from ..data.db import db, utcnow
+from ..data.models import EmailLog, Export, Invoice, User, WebhookDelivery
 from ..reliability.task import job_task
-from .common import load, storage_path
+from .rows import load
+from .storage import atomic_file, storage_path
 
 #: Tables that may be exported, and the columns that go into the file (no secrets).
 EXPORTABLE: dict[str, tuple[type[Any], tuple[str, ...]]] = {
@@ -52,29 +50,23 @@ def export_table(export_id: int) -> dict[str, Any]:
     total = db.session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
     batch = int(current_app.config["EXPORT_BATCH_SIZE"])
     target = storage_path("exports", f"export-{export.id}.csv")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     done, last_id = 0, 0
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            while True:
-                rows = db.session.scalars(
-                    sa.select(model).where(model.id > last_id).order_by(model.id).limit(batch)
-                ).all()
-                if not rows:
-                    break
-                for row in rows:
-                    writer.writerow([_cell(getattr(row, c)) for c in columns])
-                done += len(rows)
-                last_id = rows[-1].id
-                current_task.update_state(
-                    state="PROGRESS", meta={"done": done, "total": max(total, done)}
-                )
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        while True:
+            rows = db.session.scalars(
+                sa.select(model).where(model.id > last_id).order_by(model.id).limit(batch)
+            ).all()
+            if not rows:
+                break
+            for row in rows:
+                writer.writerow([_cell(getattr(row, c)) for c in columns])
+            done += len(rows)
+            last_id = rows[-1].id
+            current_task.update_state(
+                state="PROGRESS", meta={"done": done, "total": max(total, done)}
+            )
     export.status, export.row_count, export.path = "done", done, str(target)
     export.finished_at = utcnow()
     return {"export_id": export.id, "rows": done}

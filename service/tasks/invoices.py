@@ -10,10 +10,11 @@ from typing import Any
 
 from fpdf import FPDF
 
-from ..db import utcnow
-from ..models import Invoice
+from ..data.db import utcnow
+from ..data.models import Invoice
 from ..reliability.task import job_task
-from .common import atomic_write, load, storage_path
+from .rows import load
+from .storage import atomic_write, storage_path
 
 
 def _money(cents: int, currency: str) -> str:

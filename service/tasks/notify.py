@@ -12,11 +12,11 @@ from typing import Any
 
 from flask import current_app
 
-from ..db import db
-from ..mailer import send_mail
-from ..models import EmailLog, User
+from ..data.db import db
+from ..data.models import EmailLog, User
+from ..outbound.mail import send_mail
 from ..reliability.task import job_task
-from .common import load
+from .rows import load
 
 
 def _send(user: User, kind: str, key: str, subject: str, body: str) -> dict[str, Any]:

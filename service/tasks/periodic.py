@@ -16,8 +16,8 @@ from celery import current_app as current_celery
 from celery.schedules import crontab, schedule
 from flask import current_app
 
-from ..db import db, utcnow
-from ..models import EmailLog, User
+from ..data.db import db, utcnow
+from ..data.models import EmailLog, User
 from ..reliability.task import job_task
 from .notify import send_trial_reminder
 

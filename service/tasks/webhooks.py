@@ -2,10 +2,10 @@
 
 The body is JSON ``{"id", "type", "created_at", "data"}``. Headers carry the event id
 (`X-Webhook-Id`, the same on every attempt, for deduplication at the receiver) and an HMAC
-signature (`X-Webhook-Signature`, see `service.signing`). The URL must resolve to a public
-address (`service.egress`). A 2xx marks the delivery delivered; 408/425/429/5xx and network
-errors retry with backoff (429 and 503 honour Retry-After); any other answer fails the delivery
-at once.
+signature (`X-Webhook-Signature`, see `service.outbound.signing`). The URL must resolve to a
+public address (`service.outbound.egress`); the POST itself is `service.outbound.http`. A 2xx
+marks the delivery delivered; 408/425/429/5xx and network errors retry with backoff (429 and 503
+honour Retry-After); any other answer fails the delivery at once.
 
 A receiver cannot get an HTTP call exactly once: if a worker dies after the receiver answered
 but before the delivery is committed, the event is sent again. The event id makes that
@@ -15,19 +15,18 @@ duplicate recognisable.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-import httpx
 from flask import current_app
 
-from ..db import db, utcnow
-from ..egress import check_url, parse_networks
-from ..models import WebhookDelivery
-from ..reliability.retry import PermanentError, TransientError, is_transient_status
+from ..data.db import db, utcnow
+from ..data.models import WebhookDelivery
+from ..outbound import http
+from ..outbound.egress import check_url, parse_networks
+from ..outbound.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
+from ..reliability.retry import PermanentError
 from ..reliability.task import job_task
-from ..signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
-from .common import load
+from .rows import load
 
 
 def delivery_body(delivery: WebhookDelivery) -> bytes:
@@ -39,30 +38,6 @@ def delivery_body(delivery: WebhookDelivery) -> bytes:
         "data": delivery.payload,
     }
     return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else None
-
-
-def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST and return the status; the answer's body is read up to a limit, then dropped."""
-    cfg = current_app.config
-    limit, deadline = int(cfg["WEBHOOK_MAX_RESPONSE_BYTES"]), float(cfg["WEBHOOK_TIMEOUT"])
-    started = time.monotonic()
-    with httpx.Client(timeout=deadline, follow_redirects=False) as client:
-        with client.stream("POST", url, content=body, headers=headers) as response:
-            received = 0
-            for chunk in response.iter_raw():
-                received += len(chunk)
-                if received > limit or time.monotonic() - started > deadline:
-                    break  # the status is all we need; never let a receiver hold us
-            if is_transient_status(response.status_code):
-                raise TransientError(
-                    f"receiver answered HTTP {response.status_code}", _retry_after(response)
-                )
-            return response.status_code
 
 
 def _mark_failed(delivery_id: int) -> None:
@@ -90,7 +65,10 @@ def deliver(delivery_id: int) -> dict[str, Any]:
     }
     delivery.attempts += 1
     db.session.commit()  # the attempt counts even when the call below raises
-    status = _post(url, body, headers)
+    cfg = current_app.config
+    status = http.post(
+        url, body, headers, float(cfg["WEBHOOK_TIMEOUT"]), int(cfg["WEBHOOK_MAX_RESPONSE_BYTES"])
+    )
     delivery.response_status = status
     if 200 <= status < 300:
         delivery.status, delivery.delivered_at = "delivered", utcnow()

@@ -21,7 +21,7 @@ import redis
 from celery.utils.nodenames import host_format
 from redbeat.schedulers import RedBeatConfig
 
-from service.scaling import inflight_key
+from service.worker.inflight import inflight_key
 from tests.chart.chart_helpers import NAME, one
 from tests.chart.chart_processes import LocalCluster, LocalContainer, exec_argv, stop_all
 from tests.conftest import wait_until

@@ -86,7 +86,9 @@ def test_image_builds_and_runs_read_only_as_non_root() -> None:
         whoami = subprocess.run([*run, "id", "-u"], capture_output=True, text=True, check=True)
         assert whoami.stdout.strip() == "10001"
         probe = subprocess.run(
-            [*run, "python", "-m", "service.probes", "worker"], capture_output=True, text=True
+            [*run, "python", "-m", "service.worker.probes", "worker"],
+            capture_output=True,
+            text=True,
         )
         assert probe.returncode == 1 and "no heartbeat file" in probe.stderr
         celery = subprocess.run([*run, "celery", "--version"], capture_output=True, text=True)

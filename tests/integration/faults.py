@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from flask import Flask
 from kombu import Connection
 
-from service.db import db
-from service.models import LedgerEntry, User
+from service.data.db import db
+from service.data.models import LedgerEntry, User
 from tests.conftest import stop, wait_until
 from tests.integration.conftest import RedisServer, spawn, stack_flask_app, start_worker
 from tests.integration.probe_tasks import DELIVERIES, EXECUTIONS

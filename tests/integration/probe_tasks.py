@@ -16,8 +16,8 @@ from celery import current_app as current_celery
 from celery import shared_task
 from celery.signals import task_prerun
 
-from service.db import db
-from service.models import User
+from service.data.db import db
+from service.data.models import User
 from service.reliability.task import job_task
 
 #: Redis lists (on the broker's Redis, else the result backend's): one entry per delivery of a

@@ -18,8 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.db import db
-from service.models import Export, Job, User, WebhookDelivery, WebhookEndpoint
+from service.data.db import db
+from service.data.models import Export, Job, User, WebhookDelivery, WebhookEndpoint
 from service.routing import QUEUES
 from tests.integration.conftest import RedisServer
 

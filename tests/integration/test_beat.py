@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis
 
-from service.db import db, utcnow
-from service.models import User
+from service.data.db import db, utcnow
+from service.data.models import User
 from tests.conftest import stop, wait_until
 from tests.integration.conftest import BIN, spawn
 from tests.integration.test_jobs import new_user

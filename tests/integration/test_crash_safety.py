@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from service.db import db
-from service.models import DeadLetter
+from service.data.db import db
+from service.data.models import DeadLetter
 from tests.conftest import wait_until
 from tests.integration.faults import (
     FAST_RECOVERY,

@@ -17,9 +17,9 @@ import httpx
 import sqlalchemy as sa
 from pypdf import PdfReader
 
-from service.db import db, utcnow
-from service.models import EmailLog, Export, User
-from service.signing import verify
+from service.data.db import db, utcnow
+from service.data.models import EmailLog, Export, User
+from service.outbound.signing import verify
 from service.sinks import SmtpSink, WebhookSink
 from tests.conftest import wait_until
 from tests.integration.conftest import wait_for_job

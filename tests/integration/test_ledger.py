@@ -28,8 +28,8 @@ from alembic.script import ScriptDirectory
 from flask import Flask
 
 from service import create_app
-from service.db import db
-from service.models import LedgerEntry, User
+from service.data.db import db
+from service.data.models import LedgerEntry, User
 from service.reliability.idempotency import DUPLICATE, run_once
 from tests.conftest import free_port
 from tests.integration.conftest import ROOT

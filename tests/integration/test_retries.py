@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from service.db import db
-from service.models import WebhookDelivery
+from service.data.db import db
+from service.data.models import WebhookDelivery
 from service.sinks import WebhookSink
 from tests.conftest import wait_until
 from tests.integration.faults import Stack

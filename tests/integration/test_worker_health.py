@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from service.scaling import inflight_key, prune, track
+from service.worker.inflight import inflight_key, prune, track
 from tests.conftest import stop, wait_until
 from tests.integration.conftest import RedisServer, celery_client, start_worker
 
@@ -39,7 +39,7 @@ def probe(path: Path, max_age: float = 12) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "service.probes",
+            "service.worker.probes",
             "worker",
             "--max-age",
             str(max_age),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from service import create_app
-from service.config import ConfigError, celery_settings, check_time_budget
+from service.budget import check as check_time_budget
+from service.config import ConfigError, celery_settings
 
 
 def test_factory_honours_testing_config() -> None:

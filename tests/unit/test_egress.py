@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.egress import EgressRefused, check_url, parse_networks
+from service.outbound.egress import EgressRefused, check_url, parse_networks
 from service.reliability.retry import is_transient
 
 

@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from service import create_app
-from service.db import db
+from service.data.db import db
 
 
 @pytest.fixture

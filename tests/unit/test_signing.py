@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.signing import sign, verify
+from service.outbound.signing import sign, verify
 
 BODY = b'{"id":"e1","type":"invoice.paid"}'
 

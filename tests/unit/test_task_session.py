@@ -12,8 +12,8 @@ from celery import shared_task
 from flask import Flask, current_app
 
 from service import create_app
-from service.db import db
-from service.models import User
+from service.data.db import db
+from service.data.models import User
 
 
 @shared_task(name="tests.add_user")

@@ -20,9 +20,9 @@ import redis.exceptions
 import sqlalchemy.exc
 from celery import Task
 
-from .db import db
-from .models import Job
-from .routing import queue_for
+from ..data.db import db
+from ..data.models import Job
+from ..routing import queue_for
 
 #: What a failed publish raises when the broker cannot be reached.
 BROKER_ERRORS: tuple[type[BaseException], ...] = (

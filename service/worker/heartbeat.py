@@ -1,24 +1,22 @@
-"""Worker liveness: a heartbeat file touched only while the consumer is connected and consuming.
+"""Worker heartbeat: a file touched only while the consumer is connected and consuming.
 
 `celery inspect ping` is a poor liveness probe: it needs remote control, costs a broadcast and
-answers while the worker consumes nothing. Instead a consumer bootstep touches
-`WORKER_HEARTBEAT_FILE` every few seconds from the consumer's own timer. The step starts when
-the consumer has connected and declared its queues, and stops when the connection is lost, so a
-stale file means "not consuming". The same tick prunes the in-flight sets of the worker's
-queues (see `service.scaling`). `python -m service.probes worker` checks the file's age.
+answers while the worker consumes nothing. Instead a consumer bootstep touches the
+`WORKER_HEARTBEAT_FILE` setting's file every few seconds from the consumer's own timer. The step
+starts when the consumer has connected and declared its queues, and stops when the connection is
+lost, so a stale file means "not consuming". The same tick prunes the in-flight sets of the
+worker's queues (`service.worker.inflight`). `python -m service.worker.probes worker` reads it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
 
-from .probes import DEFAULT_HEARTBEAT_FILE
-from .scaling import prune
+from .inflight import prune
 
 #: Seconds between touches; probes should allow several missed beats.
 INTERVAL = 5.0
@@ -26,19 +24,23 @@ INTERVAL = 5.0
 log = logging.getLogger(__name__)
 
 
-def heartbeat_file() -> Path:
-    """Where the heartbeat is written: FLASK_WORKER_HEARTBEAT_FILE, else a /tmp default."""
-    return Path(os.environ.get("FLASK_WORKER_HEARTBEAT_FILE", DEFAULT_HEARTBEAT_FILE))
-
-
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Consumer step: touch the heartbeat file while consuming; remove it when stopping."""
+    """Consumer step: touch the heartbeat file while consuming; remove it when stopping.
+
+    Celery instantiates steps itself, so the file is a class attribute: add the class that
+    `writing_to(path)` returns.
+    """
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
+    path: Path
+
+    @classmethod
+    def writing_to(cls, path: str | Path) -> type[Heartbeat]:
+        """This step, writing to `path`."""
+        return type(cls.__name__, (cls,), {"path": Path(path), "__module__": cls.__module__})
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self.path = heartbeat_file()
         self.tref: Any = None
 
     def start(self, parent: Any) -> None:

@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from .reliability.retry import PermanentError, TransientError
+from ..reliability.retry import PermanentError, TransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

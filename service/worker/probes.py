@@ -1,6 +1,6 @@
-"""Container probes that cost nothing: `python -m service.probes worker [--max-age S]`.
+"""Container probes that cost nothing: `python -m service.worker.probes worker [--max-age S]`.
 
-Exits 0 when the worker's heartbeat file (see `service.liveness`) was touched within
+Exits 0 when the worker's heartbeat file (see `service.worker.heartbeat`) was touched within
 `--max-age` seconds, 1 otherwise, with the reason on stderr. Imports nothing heavy, so the
 probe process starts in a few milliseconds.
 """
@@ -28,7 +28,7 @@ def check_worker(path: str, max_age: float) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser("python -m service.probes")
+    parser = argparse.ArgumentParser("python -m service.worker.probes")
     parser.add_argument("role", choices=["worker"])
     parser.add_argument("--max-age", type=float, default=60.0)
     parser.add_argument(

@@ -3,13 +3,15 @@
 A message a worker has taken lives in Celery's unacked set, not in the queue's list, so the
 list length alone under-counts work and KEDA would scale a busy group to zero. Each worker
 therefore keeps, per queue, a sorted set `flask_celery:inflight:<queue>` in the broker's
-database: members are task ids, scores the time by which the task must be over (start plus its
-hard time limit plus a margin). An id is added when the worker receives the message and removed
-when the task ends; the ids of a killed worker expire by their score and are pruned by any
-worker of the queue. KEDA's Redis lists trigger counts a sorted set with ZCARD.
+database: members are task ids, scores the time by which the task must be over (its start plus
+its hard time limit plus a margin, `service.budget.inflight_deadline`). An id is added when the
+worker receives the message and removed when the task ends; the ids of a killed worker expire
+by their score and are pruned by any worker of the queue (`service.worker.heartbeat`). KEDA's
+Redis lists trigger counts a sorted set with ZCARD.
 
-`task_received` fires in the worker's main process, `task_postrun` in the pool child that ran
-the task; both reach Redis over their own connection.
+The receivers in `service.signals` call in: `task_received` in the worker's main process,
+`task_postrun` in the pool child that ran the task; both reach Redis over their own connection.
+Scaling data must never fail a task, so Redis errors are logged, not raised.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ import time
 from typing import Any
 
 import redis
-from celery import Celery
-from celery.signals import task_postrun, task_received, task_revoked
+from celery import Celery, Task
+
+from .. import budget
 
 KEY_PREFIX = "flask_celery:inflight:"
-#: Seconds added to a task's hard time limit before its entry counts as stale.
-MARGIN = 30
 
 log = logging.getLogger(__name__)
 _clients: dict[str, redis.Redis] = {}
@@ -62,6 +63,7 @@ def track(app: Celery, queue: str, task_id: str, deadline: float) -> None:
 
 
 def untrack(app: Celery, queue: str, task_id: str) -> None:
+    """Stop counting `task_id` on `queue`."""
     client = _client(app)
     if client is not None:
         client.zrem(inflight_key(queue), task_id)
@@ -78,47 +80,48 @@ def prune(app: Celery, queues: list[str]) -> None:
     pipe.execute()
 
 
-def _hard_limit(request: Any, consumer: Any) -> float:
-    limits = getattr(request, "time_limits", None) or (None, None)  # (hard, soft)
-    worker_default = getattr(getattr(consumer, "controller", None), "time_limit", None)
-    return float(
-        limits[0]
-        or request.task.time_limit
-        or worker_default
-        or request.task.app.conf.task_time_limit
-        or 3600
+def deadline_of(request: Any, consumer: Any) -> float:
+    """When a received task must be over: its start (its eta, if later) plus its hard limit."""
+    eta = request.eta
+    start = eta.timestamp() if eta is not None and hasattr(eta, "timestamp") else time.time()
+    message_limit = (getattr(request, "time_limits", None) or (None, None))[0]  # (hard, soft)
+    hard = budget.hard_limit(
+        message_limit,
+        request.task.time_limit,
+        getattr(getattr(consumer, "controller", None), "time_limit", None),
+        request.task.app.conf.task_time_limit,
     )
+    return budget.inflight_deadline(start, hard)
 
 
-@task_received.connect
-def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+def on_received(request: Any, consumer: Any) -> None:
+    """A worker took a message: count its task until it ends."""
     queue = _queue_of(getattr(request, "delivery_info", None))
     if request is None or queue is None:
         return
-    eta = request.eta
-    start = eta.timestamp() if eta is not None and hasattr(eta, "timestamp") else time.time()
     try:
-        track(request.task.app, queue, request.id, start + _hard_limit(request, sender) + MARGIN)
-    except redis.RedisError as exc:  # scaling data must never fail a task
+        track(request.task.app, queue, request.id, deadline_of(request, consumer))
+    except redis.RedisError as exc:
         log.warning("could not record in-flight task %s: %s", request.id, exc)
 
 
-@task_postrun.connect
-def _on_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
-    queue = _queue_of(getattr(sender.request, "delivery_info", None)) if sender else None
-    if queue is None or task_id is None:
+def on_finished(task: Task | None, task_id: str | None) -> None:
+    """A task ended (in the pool child that ran it): stop counting it."""
+    queue = _queue_of(getattr(task.request, "delivery_info", None)) if task else None
+    if task is None or queue is None or task_id is None:
         return
     try:
-        untrack(sender.app, queue, task_id)
+        untrack(task.app, queue, task_id)
     except redis.RedisError as exc:
         log.warning("could not clear in-flight task %s: %s", task_id, exc)
 
 
-@task_revoked.connect
-def _on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+def on_revoked(request: Any) -> None:
+    """A received task was revoked before it ran: stop counting it."""
     queue = _queue_of(getattr(request, "delivery_info", None))
-    if request is not None and queue is not None:
-        try:
-            untrack(request.task.app, queue, request.id)
-        except redis.RedisError as exc:
-            log.warning("could not clear revoked task %s: %s", request.id, exc)
+    if request is None or queue is None:
+        return
+    try:
+        untrack(request.task.app, queue, request.id)
+    except redis.RedisError as exc:
+        log.warning("could not clear revoked task %s: %s", request.id, exc)

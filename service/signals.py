@@ -1,0 +1,104 @@
+"""The one catalogue of Celery signal receivers, grouped by the process and moment they run in.
+
+Every receiver the service connects is here, and each only calls into the module that owns the
+behaviour; nothing else in the package connects to a signal. Which process a signal fires in
+matters (Celery's signals guide): publishing signals fire in whatever process sends the task
+(gunicorn, beat, a task that enqueues another), `task_received` and `task_revoked` in a worker's
+main process, task execution signals in the pool child that runs the task.
+
+Receivers that need nothing but the signal's arguments are connected when this module is
+imported (by `service.celery_app`). Those that need the Flask app are connected per app by
+`connect_app`, and check that the signal concerns their own app, because a process may build
+several apps (the tests do).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import (
+    before_task_publish,
+    setup_logging,
+    task_failure,
+    task_postrun,
+    task_received,
+    task_revoked,
+    worker_process_init,
+)
+from flask import Flask
+
+from .data.db import db
+from .observability import logging as logs
+from .reliability import dead_letter
+from .reliability.task import leave_limits_to_the_consumer
+from .worker import inflight
+
+__all__ = ["connect_app"]
+
+
+# - Publishing: in the process that sends the task -------------------------------------------
+
+
+@before_task_publish.connect
+def _before_publish(
+    sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
+) -> None:
+    leave_limits_to_the_consumer(sender, headers)
+    logs.carry_request_id(headers)
+
+
+# - Worker main process: messages received, revoked -------------------------------------------
+
+
+@task_received.connect
+def _task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    inflight.on_received(request, sender)
+
+
+@task_revoked.connect
+def _task_revoked(request: Any = None, **_: Any) -> None:
+    inflight.on_revoked(request)
+
+
+# - Pool child: task execution ---------------------------------------------------------------
+
+
+@task_postrun.connect
+def _task_postrun(sender: Task | None = None, task_id: str | None = None, **_: Any) -> None:
+    inflight.on_finished(sender, task_id)
+
+
+# - Per app: receivers that need the Flask app ------------------------------------------------
+
+
+def connect_app(flask_app: Flask, celery_app: Celery) -> None:
+    """Connect the receivers that act for `flask_app` and its Celery app."""
+
+    # Worker and beat: a connected receiver stops them from installing Celery's own log
+    # handlers, which would drop the app's format (JSON) and the request and task ids.
+    @setup_logging.connect(weak=False)
+    def _keep_the_app_log_format(loglevel: int | str | None = None, **_: Any) -> None:
+        logs.configure(flask_app.config["LOG_FORMAT"], loglevel or flask_app.config["LOG_LEVEL"])
+
+    # Pool child start: children inherit the parent's pooled database connections, and a
+    # socket shared across processes corrupts, so every child starts with an empty pool.
+    @worker_process_init.connect(weak=False)
+    def _fresh_database_connections(**_: Any) -> None:
+        with flask_app.app_context():
+            db.engine.dispose(close=False)
+
+    # A final failure: in the pool child for an exception, in the main process for a hard time
+    # limit. Only this app's tasks: another app's failure is not ours to record.
+    @task_failure.connect(weak=False)
+    def _dead_letter(
+        sender: Task | None = None,
+        task_id: str = "",
+        exception: BaseException | None = None,
+        args: Any = None,
+        kwargs: Any = None,
+        einfo: Any = None,
+        **_: Any,
+    ) -> None:
+        if sender is not None and sender.app is celery_app and exception is not None:
+            dead_letter.record(flask_app, sender, task_id, exception, args, kwargs, einfo)

@@ -44,7 +44,7 @@ checkov: .venv-checkov/bin/checkov
 
 .PHONY: run  ## Run the whole stack locally: redis, web, workers, beat, flower, SMTP sink
 run: venv
-	@$(BIN)/python -m service.devstack
+	@$(BIN)/python -m devstack
 
 .PHONY: test  ## Run the whole suite: unit, integration (real redis/celery/gunicorn), chart (real helm)
 test: venv redis postgres helm checkov
@@ -74,14 +74,14 @@ test-e2e: venv helm
 
 .PHONY: lint  ## Check style and types (ruff, mypy)
 lint: venv
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
-	$(BIN)/mypy service
+	$(BIN)/ruff check service devstack tests bench
+	$(BIN)/ruff format --check service devstack tests bench
+	$(BIN)/mypy service devstack
 
 .PHONY: fmt  ## Format the code
 fmt: venv
-	$(BIN)/ruff check --fix service tests
-	$(BIN)/ruff format service tests
+	$(BIN)/ruff check --fix service devstack tests bench
+	$(BIN)/ruff format service devstack tests bench
 
 .PHONY: migrate  ## Apply database migrations to the configured database
 migrate: venv

@@ -24,8 +24,8 @@ import redis
 
 from service import create_app
 from service.jobs.enqueue import JobRequest, enqueue
-from tests.conftest import stop, wait_until
 from tests.integration.conftest import RedisServer, start_worker
+from tests.support.processes import stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

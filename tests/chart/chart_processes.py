@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from tests.chart.chart_helpers import ROOT, by_kind
-from tests.conftest import free_port, stop, wait_until
+from tests.support.processes import free_port, stop, wait_until
 
 VENV_BIN = Path(sys.executable).parent
 

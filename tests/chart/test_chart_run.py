@@ -24,8 +24,8 @@ from redbeat.schedulers import RedBeatConfig
 from service.worker.inflight import inflight_key
 from tests.chart.chart_helpers import NAME, one
 from tests.chart.chart_processes import LocalCluster, LocalContainer, exec_argv, stop_all
-from tests.conftest import wait_until
 from tests.integration.conftest import wait_for_job
+from tests.support.processes import wait_until
 
 GROUPS = ("general", "reports", "webhooks")
 WORKERS = {group: NAME.format(f"worker-{group}") for group in GROUPS}

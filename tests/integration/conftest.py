@@ -19,10 +19,10 @@ import httpx
 import pytest
 import redis
 
+from devstack.sinks import SmtpSink, WebhookSink
 from service import create_app
 from service.routing import WORKER_GROUPS
-from service.sinks import SmtpSink, WebhookSink
-from tests.conftest import free_port, stop, wait_until
+from tests.support.processes import free_port, stop, wait_until
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]

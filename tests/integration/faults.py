@@ -26,9 +26,9 @@ from kombu import Connection
 
 from service.data.db import db
 from service.data.models import LedgerEntry, User
-from tests.conftest import stop, wait_until
 from tests.integration.conftest import RedisServer, spawn, stack_flask_app, start_worker
 from tests.integration.probe_tasks import DELIVERIES, EXECUTIONS
+from tests.support.processes import stop, wait_until
 
 #: Seconds after which Redis hands an unacknowledged message to another worker, here.
 VISIBILITY_TIMEOUT = 10

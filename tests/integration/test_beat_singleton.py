@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
 from tests.integration.conftest import BIN
 from tests.integration.faults import Stack, kill_group
+from tests.support.processes import wait_until
 
 LOCK_TIMEOUT, LOOP_INTERVAL = 5, 1
 ENTRY = "every-second"

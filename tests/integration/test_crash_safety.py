@@ -20,7 +20,6 @@ import sqlalchemy as sa
 
 from service.data.db import db
 from service.data.models import DeadLetter
-from tests.conftest import wait_until
 from tests.integration.faults import (
     FAST_RECOVERY,
     VISIBILITY_TIMEOUT,
@@ -29,6 +28,7 @@ from tests.integration.faults import (
     kill_workers_while_tasks_flow,
     unacked,
 )
+from tests.support.processes import wait_until
 
 
 @pytest.fixture

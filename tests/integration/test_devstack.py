@@ -1,4 +1,4 @@
-"""Smoke test of `python -m service.devstack`, the stack behind `make run`, driven over HTTP.
+"""Smoke test of `python -m devstack`, the stack behind `make run`, driven over HTTP.
 
 It starts the real thing (its own Redis, gunicorn, a worker per group, beat, Flower, the sinks)
 on free ports with its state in tmp_path, runs three kinds of job through it, and stops it
@@ -23,9 +23,9 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from service.devstack import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET, port_is_free
+from devstack.stack import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET, port_is_free
 from service.routing import WORKER_GROUPS
-from tests.conftest import free_port, wait_until
+from tests.support.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_END = "Press Ctrl-C to stop."
@@ -76,7 +76,7 @@ def devstack(tmp_path: Path) -> Iterator[Devstack]:
     """
     ports = {name: free_port() for name in ("web", "flower", "smtp", "webhook")}
     state, log = tmp_path / "var", tmp_path / "devstack.log"
-    cmd = [sys.executable, "-m", "service.devstack", "--state-dir", str(state)]
+    cmd = [sys.executable, "-m", "devstack", "--state-dir", str(state)]
     cmd += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "DEVSTACK_"))}
     with log.open("wb") as out:

@@ -17,12 +17,12 @@ import httpx
 import sqlalchemy as sa
 from pypdf import PdfReader
 
+from devstack.sinks import SmtpSink, WebhookSink
 from service.data.db import db, utcnow
 from service.data.models import EmailLog, Export, User
 from service.outbound.signing import verify
-from service.sinks import SmtpSink, WebhookSink
-from tests.conftest import wait_until
 from tests.integration.conftest import wait_for_job
+from tests.support.processes import wait_until
 
 
 def new_user(api: httpx.Client, **extra: Any) -> dict[str, Any]:

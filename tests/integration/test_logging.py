@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 
 from service import create_app
-from tests.conftest import stop, wait_until
 from tests.integration.conftest import RedisServer, start_worker
+from tests.support.processes import stop, wait_until
 
 
 @pytest.fixture

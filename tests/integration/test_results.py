@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
 from tests.integration.faults import Stack
+from tests.support.processes import wait_until
 
 EXPIRES = 2
 

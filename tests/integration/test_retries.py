@@ -20,11 +20,11 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from devstack.sinks import WebhookSink
 from service.data.db import db
 from service.data.models import WebhookDelivery
-from service.sinks import WebhookSink
-from tests.conftest import wait_until
 from tests.integration.faults import Stack
+from tests.support.processes import wait_until
 
 POLICY = {
     "FLASK_RETRY_MAX_RETRIES": "3",

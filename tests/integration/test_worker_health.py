@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from service.worker.inflight import inflight_key, prune, track
-from tests.conftest import stop, wait_until
 from tests.integration.conftest import RedisServer, celery_client, start_worker
+from tests.support.processes import stop, wait_until
 
 
 @pytest.fixture

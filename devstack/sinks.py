@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .outbound.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+from service.outbound.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 
 
 class SmtpSink:

@@ -1,4 +1,4 @@
-"""Helpers every test package uses: free ports, polling with a deadline, stopping processes."""
+"""Processes and polling for tests and benchmarks: free ports, waiting with a deadline, stopping."""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ from celery.utils.nodenames import host_format
 
 from service.outbound.signing import SIGNATURE_HEADER, verify
 from service.routing import WORKER_GROUPS
-from service.sinks import SmtpSink, WebhookSink
+
+from .sinks import SmtpSink, WebhookSink
 
 HOST = "127.0.0.1"
 #: Our Redis tries ports from here upwards: 6379 may be a Redis the machine already runs.
@@ -402,7 +403,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     def env(name: str, default: str) -> str:
         return os.environ.get(f"DEVSTACK_{name.upper()}", default)
 
-    p = argparse.ArgumentParser("python -m service.devstack", description=__doc__)
+    p = argparse.ArgumentParser("python -m devstack", description=__doc__)
     p.add_argument("--state-dir", type=Path, default=Path(env("state_dir", "var")))
     p.add_argument("--web-port", type=int, default=int(env("web_port", "8000")))
     p.add_argument("--flower-port", type=int, default=int(env("flower_port", "5555")))
@@ -436,7 +437,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.stop()
     stack.say(f"exit {code}")
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m devstack`: run the local stack (see `devstack.stack`)."""
+
+import sys
+
+from .stack import main
+
+sys.exit(main())

@@ -72,16 +72,22 @@ dev-cluster-down:
 test-e2e: venv helm
 	$(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
-.PHONY: lint  ## Check style and types (ruff, mypy)
+.PHONY: lint  ## Check style, types and import contracts (ruff, mypy, import-linter)
 lint: venv
 	$(BIN)/ruff check service devstack tests bench
 	$(BIN)/ruff format --check service devstack tests bench
 	$(BIN)/mypy service devstack
+	$(BIN)/lint-imports
 
 .PHONY: fmt  ## Format the code
 fmt: venv
 	$(BIN)/ruff check --fix service devstack tests bench
 	$(BIN)/ruff format service devstack tests bench
+
+.PHONY: docs  ## Regenerate the README tables: settings (service/config.py) and chart values
+docs: venv
+	$(BIN)/python -m tests.support.config_docs --write
+	$(BIN)/python tests/chart/chart_docs.py --write
 
 .PHONY: migrate  ## Apply database migrations to the configured database
 migrate: venv

@@ -169,7 +169,7 @@ CELERY_SETTINGS: tuple[Setting, ...] = (
     _celery("worker_send_task_events", bool, True, "task events for Flower"),
     _celery("task_send_sent_event", bool, True, "a task-sent event per publish, for Flower"),
     _celery("worker_soft_shutdown_timeout", float, 0.0,
-            "seconds a stopping worker keeps consuming after the warm shutdown began"),
+            "Celery soft shutdown: seconds running tasks get once a cold shutdown starts; 0: off"),
     _celery("beat_scheduler", str, "redbeat.RedBeatScheduler",
             "beat keeps its schedule and a leader lock in Redis"),
     _celery("beat_max_loop_interval", int, 5, "seconds between beat's checks of the schedule"),

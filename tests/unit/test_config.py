@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from service import create_app
+from service import config, create_app
 from service.budget import check as check_time_budget
 from service.config import ConfigError, celery_settings
+from service.worker.heartbeat import Heartbeat
+from tests.support.config_docs import README, readme_with_tables
 
 
 def test_factory_honours_testing_config() -> None:
@@ -105,3 +109,49 @@ def test_embedded_defaults_live_under_the_instance_folder() -> None:
     app = create_app()
     assert app.config["STORAGE_DIR"].startswith(app.instance_path)
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+
+
+def test_readme_configuration_tables_match_the_settings_table() -> None:
+    readme = README.read_text()
+    assert readme == readme_with_tables(readme), "run `make docs`"
+
+
+def test_every_default_has_its_declared_type() -> None:
+    config.check(config.DEFAULTS)
+
+
+def test_a_badly_typed_variable_stops_the_app_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASK_SMTP_PORT", "abc")
+    with pytest.raises(ConfigError, match=r"FLASK_SMTP_PORT='abc': expected an integer"):
+        create_app()
+
+
+def test_a_badly_typed_override_is_refused_naming_its_variable() -> None:
+    with pytest.raises(ConfigError, match=r"FLASK_CELERY__TASK_ACKS_LATE='yes': expected true"):
+        create_app({"CELERY": {"task_acks_late": "yes"}})
+
+
+def test_string_settings_keep_their_text_even_when_it_looks_like_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLASK_SMTP_USERNAME", "12345")
+    monkeypatch.setenv("FLASK_SECRET_KEY", "0123")
+    app = create_app()
+    assert app.config["SMTP_USERNAME"] == "12345"
+    assert app.config["SECRET_KEY"] == "0123"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("false", False), ("0", False), ("True", True)])
+def test_boolean_variables_are_parsed_as_booleans(
+    monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool
+) -> None:
+    monkeypatch.setenv("FLASK_CELERY__TASK_ACKS_LATE", raw)
+    assert create_app().extensions["celery"].conf.task_acks_late is expected
+
+
+def test_the_heartbeat_file_setting_reaches_the_worker_step(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLASK_WORKER_HEARTBEAT_FILE", str(tmp_path / "beat"))
+    steps = create_app().extensions["celery"].steps["consumer"]
+    assert [step.path for step in steps if issubclass(step, Heartbeat)] == [tmp_path / "beat"]

@@ -1,0 +1,29 @@
+"""The time budget: the numbers every deadline derives from (contract 3)."""
+
+from __future__ import annotations
+
+from service import budget
+
+
+def test_the_longest_countdown_leaves_room_for_the_longest_run() -> None:
+    settings = {"task_time_limit": 300}
+    assert budget.visibility_timeout(settings) == 3600
+    assert budget.max_delay(settings) == 3600 - 300
+    settings = {"task_time_limit": 600, "broker_transport_options": {"visibility_timeout": 7200}}
+    assert budget.max_delay(settings) == 7200 - 600
+
+
+def test_a_long_limit_stretches_the_visibility_timeout_past_it() -> None:
+    assert budget.visibility_timeout({"task_time_limit": 5000}) == 5000 + 300
+
+
+def test_a_task_counts_as_in_flight_until_its_hard_limit_and_a_margin() -> None:
+    assert budget.inflight_deadline(start=1000.0, hard=60.0) == 1000 + 60 + 30
+
+
+def test_the_message_limit_wins_then_the_task_then_the_worker_then_the_setting() -> None:
+    assert budget.hard_limit(10, 20, 30, 40) == 10
+    assert budget.hard_limit(None, 20, 30, 40) == 20
+    assert budget.hard_limit(None, None, 30, 40) == 30
+    assert budget.hard_limit(None, None, None, 40) == 40
+    assert budget.hard_limit(None, None, None, None) == budget.UNLIMITED_TASK_LIMIT

@@ -64,17 +64,19 @@ def is_transient_status(status_code: int) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a transient failure is retried."""
+    """How often and how patiently a transient failure is retried (defaults: the `RETRY_*`
+    settings in `service.config`)."""
 
     #: Retries after the first attempt; the task fails (and is dead-lettered) after that.
-    max_retries: int = 6
+    max_retries: int
     #: Delay before the first retry, doubled for each one after.
-    backoff_base: float = 2.0
+    backoff_base: float
     #: No delay is longer than this.
-    backoff_max: float = 300.0
+    backoff_max: float
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:
+        """The policy the app's `RETRY_*` settings describe."""
         return cls(
             max_retries=int(config["RETRY_MAX_RETRIES"]),
             backoff_base=float(config["RETRY_BACKOFF_BASE"]),

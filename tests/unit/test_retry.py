@@ -55,11 +55,11 @@ def test_delays_grow_stay_within_their_step_and_are_capped() -> None:
 
 
 def test_jitter_spreads_retries_of_the_same_attempt() -> None:
-    policy = RetryPolicy(backoff_base=8)
+    policy = RetryPolicy(max_retries=6, backoff_base=8, backoff_max=300)
     assert len({round(policy.delay(3), 6) for _ in range(20)}) > 10
 
 
 def test_retry_after_wins_but_is_capped() -> None:
-    policy = RetryPolicy(backoff_max=120)
+    policy = RetryPolicy(max_retries=6, backoff_base=2, backoff_max=120)
     assert policy.delay(0, TransientError("429", retry_after=30)) == 30
     assert policy.delay(0, TransientError("429", retry_after=3600)) == 120

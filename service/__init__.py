@@ -2,7 +2,7 @@
 
 `create_app` (in `service.factory`) is the only entry point; nothing runs at import time. The
 package itself imports nothing heavy, so that small entry points such as the container probe
-(`python -m service.probes`) start in milliseconds; `create_app` is loaded on first use.
+(`python -m service.worker.probes`) start in milliseconds; `create_app` is loaded on first use.
 """
 
 from __future__ import annotations

@@ -10,12 +10,8 @@ running tasks (warm shutdown), and Redis, stopped last, flushes its AOF.
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,30 +20,25 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler
 from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlsplit
+from typing import Any
 
 import redis
 from celery import Celery
 from celery.utils.nodenames import host_format
 
-from service.outbound.signing import SIGNATURE_HEADER, verify
 from service.routing import WORKER_GROUPS
 
+from . import broker
+from .console import Console
+from .logged_sinks import LoggedSmtpSink, LoggedWebhookSink
+from .options import parse_args
+from .ports import HOST, port_is_free
 from .sinks import SmtpSink, WebhookSink
+from .state import prepare_state
 
-HOST = "127.0.0.1"
-#: Our Redis tries ports from here upwards: 6379 may be a Redis the machine already runs.
-REDIS_FIRST_PORT = 6389
 BIN = Path(sys.executable).parent
-ENSURE_REDIS = Path(__file__).resolve().parent.parent / "scripts" / "ensure-redis.sh"
-#: The webhook receiver checks signatures on this path with this secret (README's example).
-DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET = "/hooks/demo", "devstack-demo-secret"
-COLOURS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94", "91")
 
 
 class DevstackError(RuntimeError):
@@ -56,18 +47,6 @@ class DevstackError(RuntimeError):
 
 class Stopped(Exception):
     """A stop was requested while the stack was starting."""
-
-
-def port_is_free(port: int) -> bool:
-    """True when nothing listens on 127.0.0.1:`port`."""
-    with socket.socket() as s:
-        # As servers bind: a closed server's connections in TIME_WAIT do not hold the port.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def http_status(url: str) -> int:
@@ -84,70 +63,6 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     reader: threading.Thread
-
-
-class Console:
-    """Prints lines from many sources, each behind its padded name, coloured on a terminal."""
-
-    def __init__(self, names: Sequence[str], colour: bool) -> None:
-        self.width = max(map(len, names))
-        self.colours = {n: COLOURS[i % len(COLOURS)] for i, n in enumerate(names) if colour}
-        self._lock = threading.Lock()
-
-    def say(self, name: str, line: str) -> None:
-        prefix = f"{name:<{self.width}} |"
-        if name in self.colours:
-            prefix = f"\033[{self.colours[name]}m{prefix}\033[0m"
-        with self._lock:
-            print(prefix, line, flush=True)
-
-    def pump(self, name: str, stream: IO[bytes]) -> threading.Thread:
-        """Re-print each line of `stream` under `name`, from a thread, until it closes."""
-
-        def run() -> None:
-            for raw in iter(stream.readline, b""):
-                self.say(name, raw.decode(errors="replace").rstrip())
-
-        thread = threading.Thread(target=run, name=f"pump-{name}", daemon=True)
-        thread.start()
-        return thread
-
-
-class LoggedSmtpSink(SmtpSink):
-    """The SMTP sink, saying one line per mail."""
-
-    say: Callable[[str], None] = print
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        reply = await super().handle_DATA(server, session, envelope)
-        subject = message_from_bytes(envelope.content, policy=policy.default)["subject"]
-        self.say(f"mail to {', '.join(envelope.rcpt_tos)} subject {subject!r}")
-        return reply
-
-
-class LoggedWebhookSink(WebhookSink):
-    """The webhook receiver, saying one line per request with its signature check."""
-
-    say: Callable[[str], None] = print
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        sink, base = self, super()._handler()
-
-        class Handler(base):  # type: ignore[valid-type,misc]
-            rfile: io.BufferedIOBase
-
-            def do_POST(self) -> None:  # noqa: N802
-                # The base handler consumes the body; keep a copy to check the signature here.
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.rfile = io.BytesIO(body)
-                super().do_POST()
-                secret, header = sink.secrets.get(self.path), self.headers[SIGNATURE_HEADER]
-                check = "not checked (no secret for this path)"
-                if secret:
-                    check = "valid" if verify(secret, body, header or "") else "INVALID"
-                sink.say(f"POST {self.path} ({len(body)} bytes), signature {check}")
-
-        return Handler
 
 
 class Stack:
@@ -214,7 +129,7 @@ class Stack:
     def start(self) -> None:
         """Redis first, then the migration, the sinks and the rest; return once all answer."""
         a = self.args
-        self.prepare_state()
+        self.env = prepare_state(self.state, a.smtp_port)
         ports = {"web": a.web_port, "smtp": a.smtp_port, "webhook": a.webhook_port}
         ports |= {} if a.no_flower else {"flower": a.flower_port}
         for option, port in ports.items():
@@ -252,62 +167,20 @@ class Stack:
             flower = ("flower", f"--address={HOST}", f"--port={a.flower_port}")
             self.children.append(self.spawn("flower", *celery, *flower))
 
-    def prepare_state(self) -> None:
-        """Create the state dir and build the environment every child gets."""
-        for sub in ("redis", "storage", "mail", "webhooks"):
-            (self.state / sub).mkdir(parents=True, exist_ok=True)
-        password = self.state / "flower-password"
-        if not password.exists():
-            fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(18))
-        metrics = self.state / "prometheus"
-        shutil.rmtree(metrics, ignore_errors=True)  # a past run's multiprocess files would lie
-        metrics.mkdir()
-        self.env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-            "FLASK_STORAGE_DIR": str(self.state / "storage"),
-            "FLASK_SMTP_HOST": HOST,
-            "FLASK_SMTP_PORT": str(self.args.smtp_port),
-            "FLOWER_BASIC_AUTH": f"admin:{password.read_text().strip()}",
-        }
-        sqlite = f"sqlite:///{self.state / 'flask_celery.db'}"
-        self.env.setdefault("FLASK_SQLALCHEMY_DATABASE_URI", sqlite)
-        # Webhooks refuse loopback addresses unless allowed; the local receiver is on one.
-        self.env.setdefault("FLASK_WEBHOOK_ALLOWED_NETWORKS", f'["{HOST}/32"]')
-
     def start_broker(self) -> None:
         """Use the broker named in the environment, or start our own Redis and wait for PING."""
-        env = self.env
-        given = env.get("FLASK_CELERY__BROKER_URL") or env.get("FLASK_CELERY__broker_url")
+        given = broker.named_broker(self.env)
         if given:
-            same_server = urlsplit(given)._replace(path="/1").geturl()
-            backend = env.get("FLASK_CELERY__result_backend") or same_server
-            env.setdefault("FLASK_CELERY__RESULT_BACKEND", backend)
-            env["FLASK_CELERY__BROKER_URL"] = given
+            broker.use_named_broker(self.env, given)
             self.say("using the broker in FLASK_CELERY__BROKER_URL; starting no Redis")
             return
-        binary = os.environ.get("REDIS_SERVER_BIN") or self.find_redis()
-        port_file = self.state / "redis.port"
-        port = int(port_file.read_text()) if port_file.exists() else REDIS_FIRST_PORT
-        if not port_is_free(port):
-            port = next(p for p in range(REDIS_FIRST_PORT, 65536) if port_is_free(p))
-        port_file.write_text(str(port))
-        data = ("--dir", self.state / "redis", "--appendonly", "yes", "--appendfsync", "everysec")
-        self.redis = self.spawn("redis", binary, "--bind", HOST, "--port", str(port), *data)
-        env["FLASK_CELERY__BROKER_URL"] = f"redis://{HOST}:{port}/0"
-        env["FLASK_CELERY__RESULT_BACKEND"] = f"redis://{HOST}:{port}/1"
-        self.wait(lambda: redis.Redis(host=HOST, port=port).ping(), "redis")
-
-    def find_redis(self) -> str:
-        if not ENSURE_REDIS.exists():  # installed without the repository's scripts
-            return shutil.which("redis-server") or "redis-server"
-        out = subprocess.run(["bash", str(ENSURE_REDIS)], stdout=subprocess.PIPE, text=True)
-        if out.returncode:
+        binary = broker.redis_server()
+        if binary is None:
             raise DevstackError("no redis-server (see above), and FLASK_CELERY__BROKER_URL unset")
-        return out.stdout.strip().splitlines()[-1]
+        port = broker.redis_port(self.state)
+        self.redis = self.spawn("redis", *broker.redis_command(binary, port, self.state / "redis"))
+        self.env |= broker.redis_urls(port)
+        self.wait(lambda: redis.Redis(host=HOST, port=port).ping(), "redis")
 
     def migrate(self) -> None:
         # Its own session like every child: a Ctrl-C now stops the stack once it is done.
@@ -397,30 +270,9 @@ class Stack:
         child.proc.wait()
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Every option defaults to the environment variable DEVSTACK_<OPTION>, then to a value."""
-
-    def env(name: str, default: str) -> str:
-        return os.environ.get(f"DEVSTACK_{name.upper()}", default)
-
-    p = argparse.ArgumentParser("python -m devstack", description=__doc__)
-    p.add_argument("--state-dir", type=Path, default=Path(env("state_dir", "var")))
-    p.add_argument("--web-port", type=int, default=int(env("web_port", "8000")))
-    p.add_argument("--flower-port", type=int, default=int(env("flower_port", "5555")))
-    p.add_argument("--smtp-port", type=int, default=int(env("smtp_port", "8025")))
-    p.add_argument("--webhook-port", type=int, default=int(env("webhook_port", "8090")))
-    secret = env("webhook_secret", f"{DEMO_WEBHOOK_PATH}={DEMO_WEBHOOK_SECRET}")
-    p.add_argument("--webhook-secret", action="append", default=[secret], metavar="PATH=SECRET")
-    p.add_argument("--no-flower", action="store_true", default=bool(env("no_flower", "")))
-    grace = float(env("grace", "30"))
-    p.add_argument("--grace", type=float, default=grace, help="seconds tasks get to finish")
-    p.add_argument("--start-timeout", type=float, default=float(env("start_timeout", "120")))
-    return p.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
-    stack = Stack(parse_args(argv))
+    stack = Stack(parse_args(argv, description=__doc__))
     signal.signal(signal.SIGINT, stack.request_stop)
     signal.signal(signal.SIGTERM, stack.request_stop)
     code = 0

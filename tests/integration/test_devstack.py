@@ -23,7 +23,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from devstack.stack import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET, port_is_free
+from devstack.options import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET
+from devstack.ports import port_is_free
 from service.routing import WORKER_GROUPS
 from tests.support.processes import free_port, wait_until
 

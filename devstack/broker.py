@@ -1,0 +1,72 @@
+"""The broker the stack's processes share: the one FLASK_CELERY__BROKER_URL names, or else a
+Redis of our own (found, or installed, by scripts/ensure-redis.sh), its AOF in the state dir and
+its port remembered there, so that its URL stays the same from one run to the next.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .ports import HOST, port_is_free
+
+#: Our Redis tries ports from here upwards: 6379 may be a Redis the machine already runs.
+REDIS_FIRST_PORT = 6389
+ENSURE_REDIS = Path(__file__).resolve().parent.parent / "scripts" / "ensure-redis.sh"
+
+
+def named_broker(env: Mapping[str, str]) -> str | None:
+    """The broker URL the environment names, in either spelling; None when it names none."""
+    return env.get("FLASK_CELERY__BROKER_URL") or env.get("FLASK_CELERY__broker_url") or None
+
+
+def use_named_broker(env: dict[str, str], url: str) -> None:
+    """Point `env` at `url`, with results on the same server unless a backend is named."""
+    same_server = urlsplit(url)._replace(path="/1").geturl()
+    backend = env.get("FLASK_CELERY__result_backend") or same_server
+    env.setdefault("FLASK_CELERY__RESULT_BACKEND", backend)
+    env["FLASK_CELERY__BROKER_URL"] = url
+
+
+def redis_server() -> str | None:
+    """The redis-server to run: $REDIS_SERVER_BIN, or the one ensure-redis.sh finds or installs.
+
+    None when the script failed; it said why on stderr.
+    """
+    given = os.environ.get("REDIS_SERVER_BIN")
+    if given:
+        return given
+    if not ENSURE_REDIS.exists():  # installed without the repository's scripts
+        return shutil.which("redis-server") or "redis-server"
+    out = subprocess.run(["bash", str(ENSURE_REDIS)], stdout=subprocess.PIPE, text=True)
+    if out.returncode:
+        return None
+    return out.stdout.strip().splitlines()[-1]
+
+
+def redis_port(state: Path) -> int:
+    """The port remembered in the state dir (else the first), or the first free one above."""
+    port_file = state / "redis.port"
+    port = int(port_file.read_text()) if port_file.exists() else REDIS_FIRST_PORT
+    if not port_is_free(port):
+        port = next(p for p in range(REDIS_FIRST_PORT, 65536) if port_is_free(p))
+    port_file.write_text(str(port))
+    return port
+
+
+def redis_command(binary: str, port: int, directory: Path) -> list[str]:
+    """The command line of our Redis: on loopback, appending every write to its AOF."""
+    data = ["--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec"]
+    return [binary, "--bind", HOST, "--port", str(port), *data]
+
+
+def redis_urls(port: int) -> dict[str, str]:
+    """The environment that points every child at our Redis: tasks in db 0, results in db 1."""
+    return {
+        "FLASK_CELERY__BROKER_URL": f"redis://{HOST}:{port}/0",
+        "FLASK_CELERY__RESULT_BACKEND": f"redis://{HOST}:{port}/1",
+    }

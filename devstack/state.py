@@ -1,0 +1,41 @@
+"""The state directory (`var/` by default) and the environment every child process gets, which
+points them into it: file storage, the SQLite database, the Prometheus multiprocess files, the
+SMTP sink and the Flower password, generated once and kept.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from .ports import HOST
+
+
+def prepare_state(state: Path, smtp_port: int) -> dict[str, str]:
+    """Create the state dir and return the environment every child gets."""
+    for sub in ("redis", "storage", "mail", "webhooks"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    password = state / "flower-password"
+    if not password.exists():
+        fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(18))
+    metrics = state / "prometheus"
+    shutil.rmtree(metrics, ignore_errors=True)  # a past run's multiprocess files would lie
+    metrics.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "FLASK_STORAGE_DIR": str(state / "storage"),
+        "FLASK_SMTP_HOST": HOST,
+        "FLASK_SMTP_PORT": str(smtp_port),
+        "FLOWER_BASIC_AUTH": f"admin:{password.read_text().strip()}",
+    }
+    sqlite = f"sqlite:///{state / 'flask_celery.db'}"
+    env.setdefault("FLASK_SQLALCHEMY_DATABASE_URI", sqlite)
+    # Webhooks refuse loopback addresses unless allowed; the local receiver is on one.
+    env.setdefault("FLASK_WEBHOOK_ALLOWED_NETWORKS", f'["{HOST}/32"]')
+    return env

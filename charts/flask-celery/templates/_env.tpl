@@ -1,8 +1,9 @@
 {{/*
-Environment shared by every application container (web, workers, beat, Flower, migrations),
-and the Secrets it reads. Non-secret settings are literal values, so one rendered manifest shows
-the whole configuration; secrets come only through secretKeyRef, never from a ConfigMap. Celery
-settings use the FLASK_CELERY__ prefix that the service folds into its CELERY config (contract 4).
+Environment lists of the application containers: the part they all share (web, workers, beat,
+Flower, migrations), a worker group's task settings, and a publisher's time limits. Non-secret
+settings are literal values, so one rendered manifest shows the whole configuration; secrets
+come only through secretKeyRef, never from a ConfigMap. Celery settings use the FLASK_CELERY__
+prefix that the service folds into its CELERY config (contract 4).
 */}}
 
 {{/*
@@ -32,7 +33,7 @@ database.existingSecret, a user-provided Secret.
 - name: FLASK_SECRET_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ include "flask-celery.app.secretName" .ctx }}
+      name: {{ include "flask-celery.secrets.appSecretName" .ctx }}
       key: {{ ternary $v.app.existingSecretKey "secret-key" (ne $v.app.existingSecret "") }}
 - name: FLASK_CELERY__BROKER_URL
   valueFrom:
@@ -69,65 +70,6 @@ database.existingSecret, a user-provided Secret.
 {{- with $v.app.extraEnv }}
 {{ toYaml . }}
 {{- end }}
-{{- end }}
-
-{{/*
-"true" when the release runs its own PostgreSQL (postgresql.enabled and no
-database.existingSecret), empty otherwise: an existing Secret wins, and NOTES.txt says so when
-both are set. flask-celery.validate.database refuses neither.
-{{- if include "flask-celery.database.bundled" . }}
-*/}}
-{{- define "flask-celery.database.bundled" -}}
-{{- if and .Values.postgresql.enabled (not .Values.database.existingSecret) }}true{{ end }}
-{{- end }}
-
-{{/*
-Secret holding the application's SQLAlchemy URL: database.existingSecret, else the bundled
-PostgreSQL's (the chart's, or postgresql.auth.existingSecret).
-{{ include "flask-celery.database.secretName" . }}
-*/}}
-{{- define "flask-celery.database.secretName" -}}
-{{- if .Values.database.existingSecret }}
-{{- .Values.database.existingSecret }}
-{{- else }}
-{{- default (include "flask-celery.names.component" (dict "ctx" . "component" "postgresql")) .Values.postgresql.auth.existingSecret }}
-{{- end }}
-{{- end }}
-
-{{/*
-Key of the SQLAlchemy URL in that Secret.
-{{ include "flask-celery.database.secretKey" . }}
-*/}}
-{{- define "flask-celery.database.secretKey" -}}
-{{- ternary .Values.database.secretKey .Values.postgresql.auth.databaseUrlKey (ne .Values.database.existingSecret "") }}
-{{- end }}
-
-{{/*
-A password for a Secret the chart generates: the value given, else the one already stored
-under `key` in the Secret `name` (so an upgrade keeps what the server or clients were set up
-with), else a new random one of `length` characters. `lookup` finds nothing under
-`helm template`, hence the values that fix a password.
-{{ $password := include "flask-celery.secrets.password" (dict "ctx" $ "name" $name "key" "redis-password" "value" $a.password "length" 32) }}
-*/}}
-{{- define "flask-celery.secrets.password" -}}
-{{- if .value }}
-{{- .value }}
-{{- else }}
-{{- $old := lookup "v1" "Secret" .ctx.Release.Namespace .name }}
-{{- if and $old $old.data (hasKey $old.data .key) }}
-{{- index $old.data .key | b64dec }}
-{{- else }}
-{{- randAlphaNum (int .length) }}
-{{- end }}
-{{- end }}
-{{- end }}
-
-{{/*
-Secret holding FLASK_SECRET_KEY (and the SMTP password when given as a value).
-{{ include "flask-celery.app.secretName" . }}
-*/}}
-{{- define "flask-celery.app.secretName" -}}
-{{- default (include "flask-celery.names.component" (dict "ctx" . "component" "app")) .Values.app.existingSecret }}
 {{- end }}
 
 {{/*

@@ -29,6 +29,7 @@ Render nothing, or fail listing every violated rule.
 {{/*
 Worker groups: at least one queue each, unique names, no queue consumed by two groups (KEDA
 would count its work twice).
+{{ include "flask-celery.validate.workerGroups" . }}
 */}}
 {{- define "flask-celery.validate.workerGroups" -}}
 {{- $out := list }}
@@ -59,6 +60,7 @@ Time budget chain (design contract 3), per group:
 soft time limit < hard time limit < terminationGracePeriodSeconds, hard time limit <
 celery.visibilityTimeoutSeconds, soft shutdown timeout < grace period, and with KEDA a
 cooldownPeriod longer than the grace period.
+{{ include "flask-celery.validate.timeBudget" . }}
 */}}
 {{- define "flask-celery.validate.timeBudget" -}}
 {{- $out := list }}
@@ -92,6 +94,7 @@ cooldownPeriod longer than the grace period.
 Retry policy: the first delay is at most the longest one, and a retry, which waits out its delay
 unacknowledged on a worker and then runs up to its group's hard limit, is delivered once:
 celery.retry.backoffMaxSeconds + timeLimitSeconds < celery.visibilityTimeoutSeconds per group.
+{{ include "flask-celery.validate.retry" . }}
 */}}
 {{- define "flask-celery.validate.retry" -}}
 {{- $out := list }}
@@ -112,6 +115,7 @@ celery.retry.backoffMaxSeconds + timeLimitSeconds < celery.visibilityTimeoutSeco
 
 {{/*
 Replica bounds: min <= max, and scale to zero only with KEDA (an HPA cannot go below one).
+{{ include "flask-celery.validate.autoscaling" . }}
 */}}
 {{- define "flask-celery.validate.autoscaling" -}}
 {{- $out := list }}
@@ -134,6 +138,7 @@ Replica bounds: min <= max, and scale to zero only with KEDA (an HPA cannot go b
 {{/*
 Beat leader lock: the leader renews the lock once per loop, so the lock must outlive the
 longest loop or a second beat takes over while the first still runs.
+{{ include "flask-celery.validate.beatLock" . }}
 */}}
 {{- define "flask-celery.validate.beatLock" -}}
 {{- $b := .Values.beat }}
@@ -144,6 +149,7 @@ longest loop or a second beat takes over while the first still runs.
 
 {{/*
 Web shutdown: gunicorn's graceful timeout must fit in the pod's grace period.
+{{ include "flask-celery.validate.webShutdown" . }}
 */}}
 {{- define "flask-celery.validate.webShutdown" -}}
 {{- $w := .Values.web }}
@@ -154,6 +160,7 @@ Web shutdown: gunicorn's graceful timeout must fit in the pod's grace period.
 
 {{/*
 Redis: an external Redis needs its Secret and host; broker and results use different databases.
+{{ include "flask-celery.validate.redis" . }}
 */}}
 {{- define "flask-celery.validate.redis" -}}
 {{- $out := list }}
@@ -174,6 +181,7 @@ Redis: an external Redis needs its Secret and host; broker and results use diffe
 {{/*
 Database: an external one (database.existingSecret) or the bundled PostgreSQL; with neither
 the pods would have no database to share. Both set is fine: the existing Secret wins.
+{{ include "flask-celery.validate.database" . }}
 */}}
 {{- define "flask-celery.validate.database" -}}
 {{- if and (not .Values.database.existingSecret) (not .Values.postgresql.enabled) }}
@@ -183,6 +191,7 @@ the pods would have no database to share. Both set is fine: the existing Secret 
 
 {{/*
 Flower: OAuth needs a provider and the Secret with the client credentials.
+{{ include "flask-celery.validate.flower" . }}
 */}}
 {{- define "flask-celery.validate.flower" -}}
 {{- $o := .Values.flower.oauth }}
@@ -193,6 +202,7 @@ Flower: OAuth needs a provider and the Secret with the client credentials.
 
 {{/*
 Network policies: internet egress names existing worker groups.
+{{ include "flask-celery.validate.networkPolicy" . }}
 */}}
 {{- define "flask-celery.validate.networkPolicy" -}}
 {{- $out := list }}

@@ -1,0 +1,39 @@
+{{/*
+Volumes of the application pods. The root filesystem is read-only, so everything the app
+writes goes to a volume: /tmp, the Prometheus multiprocess directory, and file storage.
+*/}}
+
+{{/*
+Volumes of an application pod: /tmp, the Prometheus multiprocess directory, and storage
+(the shared claim, or an emptyDir). The migrations hook always gets an emptyDir because it runs
+before the claim exists on first install; Flower too, since it never reads the files, but the
+app it loads creates FLASK_STORAGE_DIR at startup, which a read-only root would refuse.
+{{ include "flask-celery.volumes.app" (dict "ctx" $ "component" "web") | nindent 8 }}
+*/}}
+{{- define "flask-celery.volumes.app" -}}
+{{- $p := .ctx.Values.storage.persistence -}}
+- name: tmp
+  emptyDir: {}
+- name: prometheus
+  emptyDir: {}
+- name: storage
+{{- if and $p.enabled (not (has .component (list "migrations" "flower"))) }}
+  persistentVolumeClaim:
+    claimName: {{ default (include "flask-celery.names.component" (dict "ctx" .ctx "component" "storage")) $p.existingClaim }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end }}
+
+{{/*
+Mounts matching flask-celery.volumes.app.
+{{ include "flask-celery.volumes.appMounts" $ | nindent 12 }}
+*/}}
+{{- define "flask-celery.volumes.appMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: prometheus
+  mountPath: /var/run/prometheus
+- name: storage
+  mountPath: {{ .Values.storage.mountPath }}
+{{- end }}

@@ -1,8 +1,12 @@
-"""The loopback address every part of the stack listens on, and whether a port there is free."""
+"""The loopback address every part of the stack listens on; whether a port there is free, and,
+before the stack starts, which of its ports is taken and how the user can change it.
+"""
 
 from __future__ import annotations
 
 import socket
+
+from .options import Options
 
 HOST = "127.0.0.1"
 
@@ -17,3 +21,17 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def port_clash(options: Options) -> str | None:
+    """What to do about the first port the stack would listen on that is taken; None if none is.
+
+    The message names the flag or the variable the user set the port with, or both for a default.
+    """
+    names = ["web_port", "smtp_port", "webhook_port"]
+    names += [] if options.no_flower else ["flower_port"]
+    for name in names:
+        port = getattr(options, name)
+        if not port_is_free(port):
+            return f"port {port} is in use: {options.how_to_change(name)}"
+    return None

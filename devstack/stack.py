@@ -9,7 +9,6 @@ running tasks (warm shutdown), and Redis, stopped last, flushes its AOF.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -33,8 +32,8 @@ from service.routing import WORKER_GROUPS
 from . import broker
 from .console import Console
 from .logged_sinks import LoggedSmtpSink, LoggedWebhookSink
-from .options import parse_args
-from .ports import HOST, port_is_free
+from .options import PROG, OptionError, Options, parse_options
+from .ports import HOST, port_clash
 from .sinks import SmtpSink, WebhookSink
 from .state import prepare_state
 
@@ -68,8 +67,8 @@ class Child:
 class Stack:
     """The processes of one local stack: started in order, stopped in reverse."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args, self.state = args, args.state_dir.resolve()
+    def __init__(self, options: Options) -> None:
+        self.options, self.state = options, options.state_dir.resolve()
         self.groups = {f"worker-{g}": (g, queues) for g, queues in WORKER_GROUPS.items()}
         names = ["devstack", "redis", "migrate", "web", *self.groups, "beat", "flower", "smtp"]
         tty = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -111,7 +110,7 @@ class Stack:
 
     def wait(self, check: Callable[[], object], what: str) -> None:
         """Poll `check` until truthy; fail as soon as a child dies, or at the start timeout."""
-        deadline, last = time.monotonic() + self.args.start_timeout, "no answer"
+        deadline, last = time.monotonic() + self.options.start_timeout, "no answer"
         while not self.stopping.wait(0.1):
             for child in self.everyone:
                 if child.proc.poll() is not None:
@@ -123,35 +122,35 @@ class Stack:
             except Exception as exc:  # noqa: BLE001 - a failing check only means "not yet"
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
-                raise DevstackError(f"{what} not ready in {self.args.start_timeout:.0f}s: {last}")
+                raise DevstackError(
+                    f"{what} not ready in {self.options.start_timeout:.0f}s: {last}"
+                )
         raise Stopped
 
     def start(self) -> None:
         """Redis first, then the migration, the sinks and the rest; return once all answer."""
-        a = self.args
-        self.env = prepare_state(self.state, a.smtp_port)
-        ports = {"web": a.web_port, "smtp": a.smtp_port, "webhook": a.webhook_port}
-        ports |= {} if a.no_flower else {"flower": a.flower_port}
-        for option, port in ports.items():
-            if not port_is_free(port):
-                raise DevstackError(f"port {port} is in use: pass --{option}-port <another>")
+        o = self.options
+        self.env = prepare_state(self.state, o.smtp_port)
+        clash = port_clash(o)
+        if clash:
+            raise DevstackError(clash)
         self.start_broker()
         self.migrate()
-        smtp = LoggedSmtpSink(self.state / "mail", HOST, a.smtp_port)
-        hooks = LoggedWebhookSink(self.state / "webhooks", HOST, a.webhook_port)
+        smtp = LoggedSmtpSink(self.state / "mail", HOST, o.smtp_port)
+        hooks = LoggedWebhookSink(self.state / "webhooks", HOST, o.webhook_port)
         smtp.say = lambda line: self.console.say("smtp", line)
         hooks.say = lambda line: self.console.say("webhooks", line)
-        hooks.secrets.update(s.split("=", 1) for s in a.webhook_secret)
+        hooks.secrets.update(o.webhook_secret)
         self.sinks, self.webhook_url = [smtp.start(), hooks.start()], hooks.url
         self.start_processes()
-        self.wait(lambda: http_status(f"http://{HOST}:{a.web_port}/readyz") == 200, "web")
+        self.wait(lambda: http_status(f"http://{HOST}:{o.web_port}/readyz") == 200, "web")
         self.wait(self.workers_answer, "workers")
-        if not a.no_flower:
-            self.wait(lambda: http_status(f"http://{HOST}:{a.flower_port}/") == 401, "flower")
+        if not o.no_flower:
+            self.wait(lambda: http_status(f"http://{HOST}:{o.flower_port}/") == 401, "flower")
 
     def start_processes(self) -> None:
-        a, celery = self.args, (BIN / "celery", "-A", "service.make_celery")
-        web: list[str | Path] = [BIN / "gunicorn", "--bind", f"{HOST}:{a.web_port}"]
+        o, celery = self.options, (BIN / "celery", "-A", "service.make_celery")
+        web: list[str | Path] = [BIN / "gunicorn", "--bind", f"{HOST}:{o.web_port}"]
         if tuple(map(int, version("gunicorn").split(".")[:2])) >= (25, 1):
             web.append("--no-control-socket")  # else every local gunicorn shares ~/.gunicorn
         web += ["--workers", "2", "--access-logfile", "-", "service.wsgi:app"]
@@ -163,8 +162,8 @@ class Stack:
         # RedBeat keeps the schedule in Redis; a file-based scheduler would write this file.
         beat = ("beat", "--loglevel", "INFO", "--schedule", self.state / "celerybeat-schedule")
         self.children.append(self.spawn("beat", *celery, *beat))
-        if not a.no_flower:
-            flower = ("flower", f"--address={HOST}", f"--port={a.flower_port}")
+        if not o.no_flower:
+            flower = ("flower", f"--address={HOST}", f"--port={o.flower_port}")
             self.children.append(self.spawn("flower", *celery, *flower))
 
     def start_broker(self) -> None:
@@ -204,13 +203,13 @@ class Stack:
         return nodes <= {node for reply in replies for node in reply}
 
     def summary(self, seconds: float) -> str:
-        a, env, web = self.args, self.env, f"http://{HOST}:{self.args.web_port}"
+        o, env, web = self.options, self.env, f"http://{HOST}:{self.options.web_port}"
         password = env["FLOWER_BASIC_AUTH"].split(":", 1)[1]
-        flower = f"http://{HOST}:{a.flower_port}   user admin, password {password}"
+        flower = f"http://{HOST}:{o.flower_port}   user admin, password {password}"
         rows = {
             "API": f"{web}   (OpenAPI document: {web}/openapi.json)",
-            "Flower": "off (--no-flower)" if a.no_flower else flower,
-            "Mail": f"{self.state / 'mail'}/*.eml   (SMTP sink on {HOST}:{a.smtp_port})",
+            "Flower": "off (--no-flower)" if o.no_flower else flower,
+            "Mail": f"{self.state / 'mail'}/*.eml   (SMTP sink on {HOST}:{o.smtp_port})",
             "Webhooks": f"{self.webhook_url}/hooks/<name>   (kept in {self.state / 'webhooks'}/)",
             "Redis": f"{env['FLASK_CELERY__BROKER_URL']}   (results in "
             f"{env['FLASK_CELERY__RESULT_BACKEND']})",
@@ -239,7 +238,7 @@ class Stack:
         for child in self.children:
             if child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)  # the leader only: a warm shutdown
-        deadline = time.monotonic() + self.args.grace
+        deadline = time.monotonic() + self.options.grace
         while any(c.proc.poll() is None for c in self.children):
             if self.forced.is_set() or time.monotonic() > deadline:
                 break
@@ -272,7 +271,12 @@ class Stack:
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
-    stack = Stack(parse_args(argv, description=__doc__))
+    try:
+        options = parse_options(argv, description=__doc__)
+    except OptionError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2  # argparse's status for a bad command line; nothing has started
+    stack = Stack(options)
     signal.signal(signal.SIGINT, stack.request_stop)
     signal.signal(signal.SIGTERM, stack.request_stop)
     code = 0

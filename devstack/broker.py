@@ -1,6 +1,7 @@
 """The broker the stack's processes share: the one FLASK_CELERY__BROKER_URL names, or else a
-Redis of our own (found, or installed, by scripts/ensure-redis.sh), its AOF in the state dir and
-its port remembered there, so that its URL stays the same from one run to the next.
+Redis of our own (found, or installed, by scripts/ensure-redis.sh), its AOF in the state dir, on
+the port --redis-port names or else on one remembered there, so that its URL stays the same from
+one run to the next.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .options import REDIS_FIRST_PORT
 from .ports import HOST, port_is_free
 
-#: Our Redis tries ports from here upwards: 6379 may be a Redis the machine already runs.
-REDIS_FIRST_PORT = 6389
 ENSURE_REDIS = Path(__file__).resolve().parent.parent / "scripts" / "ensure-redis.sh"
 
 
@@ -48,8 +48,14 @@ def redis_server() -> str | None:
     return out.stdout.strip().splitlines()[-1]
 
 
-def redis_port(state: Path) -> int:
-    """The port remembered in the state dir (else the first), or the first free one above."""
+def redis_port(state: Path, chosen: int | None) -> int:
+    """The port the user chose (a clash with it is refused before anything starts), as it is.
+
+    Without one: the port remembered in the state dir (else the first), or the first free one
+    above; remembered for the next run.
+    """
+    if chosen is not None:
+        return chosen
     port_file = state / "redis.port"
     port = int(port_file.read_text()) if port_file.exists() else REDIS_FIRST_PORT
     if not port_is_free(port):

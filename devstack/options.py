@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 PROG = "python -m devstack"
+#: Without --redis-port, our Redis tries ports from here upwards: 6379 may be a Redis the
+#: machine already runs.
+REDIS_FIRST_PORT = 6389
 #: The webhook receiver checks signatures on this path with this secret (README's example).
 DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET = "/hooks/demo", "devstack-demo-secret"
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -101,6 +104,11 @@ OPTIONS = (
     Option("flower_port", "5555", port, "port of Flower, the task monitor", "PORT"),
     Option("smtp_port", "8025", port, "port of the SMTP sink the app sends its mail to", "PORT"),
     Option("webhook_port", "8090", port, "port of the webhook receiver", "PORT"),
+    Option("redis_port", None, port,
+           "port of our Redis, exactly: an error if it is taken; unused when "
+           "FLASK_CELERY__BROKER_URL names a broker", "PORT",
+           shown_default=f"{REDIS_FIRST_PORT} or the next free port, remembered in "
+           "<state-dir>/redis.port"),
     Option("webhook_secret", f"{DEMO_WEBHOOK_PATH}={DEMO_WEBHOOK_SECRET}", webhook_secret,
            "the webhook receiver checks the signature of POSTs to PATH with SECRET; each flag "
            "adds a pair to the variable's pair or to the default one", "PATH=SECRET",
@@ -130,6 +138,7 @@ class Options:
     flower_port: int
     smtp_port: int
     webhook_port: int
+    redis_port: int | None
     webhook_secret: tuple[tuple[str, str], ...]
     no_flower: bool
     grace: float

@@ -23,13 +23,16 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def port_clash(options: Options) -> str | None:
+def port_clash(options: Options, *, starting_redis: bool) -> str | None:
     """What to do about the first port the stack would listen on that is taken; None if none is.
 
     The message names the flag or the variable the user set the port with, or both for a default.
+    Redis's port counts only when we start a Redis on a port the user chose; without one, it
+    takes the next free port.
     """
     names = ["web_port", "smtp_port", "webhook_port"]
     names += [] if options.no_flower else ["flower_port"]
+    names += ["redis_port"] if starting_redis and options.redis_port is not None else []
     for name in names:
         port = getattr(options, name)
         if not port_is_free(port):

@@ -131,7 +131,7 @@ class Stack:
         """Redis first, then the migration, the sinks and the rest; return once all answer."""
         o = self.options
         self.env = prepare_state(self.state, o.smtp_port)
-        clash = port_clash(o)
+        clash = port_clash(o, starting_redis=broker.named_broker(self.env) is None)
         if clash:
             raise DevstackError(clash)
         self.start_broker()
@@ -171,12 +171,13 @@ class Stack:
         given = broker.named_broker(self.env)
         if given:
             broker.use_named_broker(self.env, given)
-            self.say("using the broker in FLASK_CELERY__BROKER_URL; starting no Redis")
+            unused = "" if self.options.redis_port is None else f" on {self.options.redis_port}"
+            self.say(f"using the broker in FLASK_CELERY__BROKER_URL; starting no Redis{unused}")
             return
         binary = broker.redis_server()
         if binary is None:
             raise DevstackError("no redis-server (see above), and FLASK_CELERY__BROKER_URL unset")
-        port = broker.redis_port(self.state)
+        port = broker.redis_port(self.state, self.options.redis_port)
         self.redis = self.spawn("redis", *broker.redis_command(binary, port, self.state / "redis"))
         self.env |= broker.redis_urls(port)
         self.wait(lambda: redis.Redis(host=HOST, port=port).ping(), "redis")

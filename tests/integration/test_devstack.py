@@ -22,6 +22,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+import redis
 
 from devstack.options import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET
 from devstack.ports import port_is_free
@@ -72,10 +73,10 @@ def processes_in(sessions: set[int]) -> list[int]:
 def devstack(tmp_path: Path) -> Iterator[Devstack]:
     """The whole `make run` stack on free ports, its own Redis included; killed if left running.
 
-    The environment names no broker or database, so the stack starts a Redis of its own (on a
-    port from 6389 upwards) and a SQLite file in its state dir, as on a fresh clone.
+    The environment names no broker or database, so the stack starts a Redis of its own (on the
+    port passed as --redis-port) and a SQLite file in its state dir, as on a fresh clone.
     """
-    ports = {name: free_port() for name in ("web", "flower", "smtp", "webhook")}
+    ports = {name: free_port() for name in ("web", "flower", "smtp", "webhook", "redis")}
     state, log = tmp_path / "var", tmp_path / "devstack.log"
     cmd = [sys.executable, "-m", "devstack", "--state-dir", str(state)]
     cmd += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
@@ -190,11 +191,14 @@ def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
         else:  # a read may wait for its job (an export's file, say)
             wait_until(lambda p=path: http.get(p).status_code == 200, timeout=30, what=path)
 
-    redis_port = int((devstack.state / "redis.port").read_text())
-    assert redis_port != 6379
+    redis_port = devstack.ports["redis"]
+    with redis.Redis(host="127.0.0.1", port=redis_port) as ours:  # the stack's, keeping its AOF
+        assert ours.config_get("dir")["dir"] == str((devstack.state / "redis").resolve())
+    assert f"redis://127.0.0.1:{redis_port}/0" in devstack.output()
+    assert not (devstack.state / "redis.port").exists()  # a chosen port is not remembered
     devstack.proc.send_signal(signal.SIGTERM)
     assert devstack.proc.wait(timeout=45) == 0, devstack.output()[-4000:]
     assert processes_in(devstack.sessions) == []
-    for port in [*devstack.ports.values(), redis_port]:
+    for port in devstack.ports.values():
         assert port_is_free(port), f"port {port} still open after the stack stopped"
     assert "Warm shutdown" in devstack.output()

@@ -1,8 +1,10 @@
-"""devstack's options: flags, DEVSTACK_* variables and defaults, bad values, port clashes."""
+"""devstack's options: flags, DEVSTACK_* variables and defaults, bad values, port clashes, and
+the port our Redis takes with and without --redis-port."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.broker import redis_port
 from devstack.options import OptionError, parse_options
-from devstack.ports import port_clash
+from devstack.ports import port_clash, port_is_free
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +28,10 @@ FLAGS = {
     "--flower-port": ("DEVSTACK_FLOWER_PORT", "5555"),
     "--smtp-port": ("DEVSTACK_SMTP_PORT", "8025"),
     "--webhook-port": ("DEVSTACK_WEBHOOK_PORT", "8090"),
+    "--redis-port": (
+        "DEVSTACK_REDIS_PORT",
+        "6389 or the next free port, remembered in <state-dir>/redis.port",
+    ),
     "--webhook-secret": ("DEVSTACK_WEBHOOK_SECRET", "/hooks/demo=devstack-demo-secret"),
     "--no-flower": ("DEVSTACK_NO_FLOWER", "off"),
     "--grace": ("DEVSTACK_GRACE", "30"),
@@ -42,6 +49,12 @@ def listening_on_a_free_port() -> Iterator[int]:
         yield port
 
 
+def free_ports_but_redis() -> list[str]:
+    """Flags putting every port of the stack but Redis's on a free one, and Flower off."""
+    ports = [(flag, str(free_port())) for flag in ("--web-port", "--smtp-port", "--webhook-port")]
+    return ["--no-flower", *(word for pair in ports for word in pair)]
+
+
 def error_from(argv: list[str], environ: dict[str, str]) -> str:
     with pytest.raises(OptionError) as raised:
         parse_options(argv, environ)
@@ -51,7 +64,7 @@ def error_from(argv: list[str], environ: dict[str, str]) -> str:
 def test_without_flags_or_variables_every_option_has_its_default() -> None:
     options = parse_options([], {})
     assert (options.state_dir, options.web_port, options.flower_port) == (Path("var"), 8000, 5555)
-    assert (options.smtp_port, options.webhook_port) == (8025, 8090)
+    assert (options.smtp_port, options.webhook_port, options.redis_port) == (8025, 8090, None)
     assert options.webhook_secret == (("/hooks/demo", "devstack-demo-secret"),)
     assert (options.no_flower, options.grace, options.start_timeout) == (False, 30.0, 120.0)
 
@@ -65,6 +78,7 @@ def test_each_variable_sets_its_option() -> None:
             "DEVSTACK_FLOWER_PORT": "5556",
             "DEVSTACK_SMTP_PORT": "8026",
             "DEVSTACK_WEBHOOK_PORT": "8091",
+            "DEVSTACK_REDIS_PORT": "6390",
             "DEVSTACK_WEBHOOK_SECRET": "/hooks/a=s3cret",
             "DEVSTACK_NO_FLOWER": "1",
             "DEVSTACK_GRACE": "5",
@@ -76,7 +90,7 @@ def test_each_variable_sets_its_option() -> None:
         8001,
         5556,
     )
-    assert (options.smtp_port, options.webhook_port) == (8026, 8091)
+    assert (options.smtp_port, options.webhook_port, options.redis_port) == (8026, 8091, 6390)
     assert options.webhook_secret == (("/hooks/a", "s3cret"),)
     assert (options.no_flower, options.grace, options.start_timeout) == (True, 5.0, 60.5)
 
@@ -143,6 +157,7 @@ def test_ports_at_both_ends_of_the_range_are_accepted() -> None:
         ("DEVSTACK_FLOWER_PORT", "5555x", PORT_EXPECTED),
         ("DEVSTACK_SMTP_PORT", "99999", PORT_EXPECTED),
         ("DEVSTACK_WEBHOOK_PORT", "http", PORT_EXPECTED),
+        ("DEVSTACK_REDIS_PORT", "6389a", PORT_EXPECTED),
         ("DEVSTACK_WEBHOOK_SECRET", "s3cret", "expected PATH=SECRET"),
         ("DEVSTACK_WEBHOOK_SECRET", "/hooks/a=", "expected PATH=SECRET"),
         ("DEVSTACK_GRACE", "soon", "expected a number of seconds, 0 or more"),
@@ -162,11 +177,13 @@ def test_unknown_flag_is_an_error_not_an_exit() -> None:
 
 def test_bad_variable_exits_2_with_one_line_and_starts_nothing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "FLASK_"))}
+    # Should it get past its options, a Redis that exits at once stops the stack there.
+    env |= {"DEVSTACK_WEB_PORT": "abc", "REDIS_SERVER_BIN": shutil.which("false") or "false"}
     state = tmp_path / "var"
     out = subprocess.run(
         [sys.executable, "-m", "devstack", "--state-dir", str(state)],
         cwd=ROOT,
-        env={**env, "DEVSTACK_WEB_PORT": "abc"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -204,16 +221,58 @@ def test_help_shows_defaults_and_variables(
 def test_port_clash_names_the_variable_the_user_set() -> None:
     with listening_on_a_free_port() as port:
         options = parse_options([], {"DEVSTACK_WEB_PORT": str(port)})
-        assert port_clash(options) == f"port {port} is in use: set DEVSTACK_WEB_PORT=<another>"
+        clash = port_clash(options, starting_redis=True)
+        assert clash == f"port {port} is in use: set DEVSTACK_WEB_PORT=<another>"
 
 
 def test_port_clash_names_the_flag_the_user_passed() -> None:
     with listening_on_a_free_port() as port:
         options = parse_options(["--web-port", str(port)], {"DEVSTACK_WEB_PORT": "8001"})
-        assert port_clash(options) == f"port {port} is in use: pass --web-port <another>"
+        clash = port_clash(options, starting_redis=True)
+        assert clash == f"port {port} is in use: pass --web-port <another>"
 
 
 def test_port_clash_on_a_default_port_names_the_flag_and_the_variable() -> None:
     assert parse_options([], {}).how_to_change("smtp_port") == (
         "pass --smtp-port <another> or set DEVSTACK_SMTP_PORT=<another>"
     )
+
+
+def test_redis_port_taken_is_an_error_naming_the_variable() -> None:
+    with listening_on_a_free_port() as port:
+        options = parse_options(free_ports_but_redis(), {"DEVSTACK_REDIS_PORT": str(port)})
+        clash = port_clash(options, starting_redis=True)
+        assert clash == f"port {port} is in use: set DEVSTACK_REDIS_PORT=<another>"
+
+
+def test_redis_port_taken_is_an_error_naming_the_flag() -> None:
+    with listening_on_a_free_port() as port:
+        options = parse_options([*free_ports_but_redis(), "--redis-port", str(port)], {})
+        clash = port_clash(options, starting_redis=True)
+        assert clash == f"port {port} is in use: pass --redis-port <another>"
+
+
+def test_redis_port_is_not_checked_when_a_named_broker_starts_no_redis() -> None:
+    with listening_on_a_free_port() as port:
+        options = parse_options([*free_ports_but_redis(), "--redis-port", str(port)], {})
+        assert port_clash(options, starting_redis=False) is None
+
+
+def test_redis_port_is_used_exactly_and_not_remembered(tmp_path: Path) -> None:
+    port = free_port()
+    assert redis_port(tmp_path, parse_options(["--redis-port", str(port)], {}).redis_port) == port
+    assert not (tmp_path / "redis.port").exists()
+
+
+def test_without_redis_port_redis_takes_the_remembered_port(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "redis.port").write_text(str(port))
+    assert redis_port(tmp_path, parse_options([], {}).redis_port) == port
+
+
+def test_without_redis_port_a_taken_port_moves_to_a_free_one_from_6389(tmp_path: Path) -> None:
+    with listening_on_a_free_port() as taken:
+        (tmp_path / "redis.port").write_text(str(taken))
+        port = redis_port(tmp_path, None)
+        assert port != taken and port >= 6389 and port_is_free(port)
+    assert (tmp_path / "redis.port").read_text() == str(port)

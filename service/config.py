@@ -228,6 +228,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_FORMAT", str, "text",
             "`json` for one JSON object per line, with `request_id` and `task_id`"),
     Setting("LOG_LEVEL", str, "INFO", "the root logger's level"),
+    Setting("METRICS_ENABLED", bool, True,
+            "count requests and tasks for Prometheus; web answers `/metrics`"),
+    Setting("METRICS_HOSTNAME_LABEL", str, None,
+            "the value of every metric's `hostname` label; unset: the host's name (a series per "
+            "pod: set a constant to bound cardinality under autoscaling)", optional=True),
+    Setting("WORKER_METRICS_PORT", int, 9808,
+            "port a worker's main process serves `/metrics` on, for all its pool processes; "
+            "0: off"),
+    Setting("METRICS_ADDRESS", str, "0.0.0.0", "address the worker's metrics port binds"),
     Setting("CELERY", dict, {s.name: s.default for s in CELERY_SETTINGS},
             "Celery's settings, the table below"),
 )  # fmt: skip

@@ -14,6 +14,7 @@ from . import api, config
 from .celery_app import celery_init_app
 from .data import db
 from .observability import logging as logs
+from .observability import metrics
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -30,6 +31,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config.derive(app.config, app.instance_path))
     Path(app.config["STORAGE_DIR"]).mkdir(parents=True, exist_ok=True)
     logs.init_app(app)
+    metrics.init_app(app)
     db.init_app(app)
     celery_init_app(app)
     api.init_app(app)

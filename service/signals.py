@@ -14,22 +14,33 @@ several apps (the tests do).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import (
+    after_task_publish,
     before_task_publish,
     setup_logging,
     task_failure,
     task_postrun,
+    task_prerun,
     task_received,
+    task_rejected,
+    task_retry,
     task_revoked,
+    task_success,
+    worker_init,
     worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
 )
 from flask import Flask
 
 from .data.db import db
 from .observability import logging as logs
+from .observability import metrics
 from .reliability import dead_letter
 from .reliability.task import leave_limits_to_the_consumer
 from .worker import inflight
@@ -46,6 +57,14 @@ def _before_publish(
 ) -> None:
     leave_limits_to_the_consumer(sender, headers)
     logs.carry_request_id(headers)
+    if metrics.enabled():
+        metrics.stamp_publish_time(headers)
+
+
+@after_task_publish.connect
+def _after_publish(sender: str | None = None, routing_key: str | None = None, **_: Any) -> None:
+    if metrics.enabled():
+        metrics.count_sent(sender, routing_key)
 
 
 # - Worker main process: messages received, revoked -------------------------------------------
@@ -54,19 +73,55 @@ def _before_publish(
 @task_received.connect
 def _task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     inflight.on_received(request, sender)
+    if metrics.enabled() and request is not None:
+        metrics.count_received(request)
 
 
 @task_revoked.connect
 def _task_revoked(request: Any = None, **_: Any) -> None:
     inflight.on_revoked(request)
+    if metrics.enabled() and request is not None:
+        metrics.count_revoked(request)
+
+
+@task_rejected.connect
+def _task_rejected(message: Any = None, **_: Any) -> None:
+    if metrics.enabled():
+        metrics.count_rejected(message)
 
 
 # - Pool child: task execution ---------------------------------------------------------------
 
 
+@task_prerun.connect
+def _task_prerun(sender: Task | None = None, task_id: str | None = None, **_: Any) -> None:
+    if metrics.enabled() and sender is not None and task_id:
+        metrics.task_started(sender, task_id)
+
+
+@task_success.connect
+def _task_success(sender: Task | None = None, **_: Any) -> None:
+    if metrics.enabled() and sender is not None:
+        metrics.count_succeeded(sender)
+
+
+@task_retry.connect
+def _task_retry(request: Any = None, **_: Any) -> None:
+    if metrics.enabled() and request is not None:
+        metrics.count_retried(request)
+
+
 @task_postrun.connect
 def _task_postrun(sender: Task | None = None, task_id: str | None = None, **_: Any) -> None:
     inflight.on_finished(sender, task_id)
+    if metrics.enabled() and sender is not None and task_id:
+        metrics.task_finished(sender, task_id)
+
+
+@worker_process_shutdown.connect
+def _pool_process_shutdown(pid: int | None = None, **_: Any) -> None:
+    # Not guaranteed to run (a killed child never does); scrapes also drop dead pids' gauges.
+    metrics.process_died(pid or os.getpid())
 
 
 # - Per app: receivers that need the Flask app ------------------------------------------------
@@ -101,4 +156,29 @@ def connect_app(flask_app: Flask, celery_app: Celery) -> None:
         **_: Any,
     ) -> None:
         if sender is not None and sender.app is celery_app and exception is not None:
+            if metrics.enabled():
+                metrics.count_failed(sender, exception)
             dead_letter.record(flask_app, sender, task_id, exception, args, kwargs, einfo)
+
+    # Worker main process, before the pool starts: a past run's metric files would be summed in.
+    @worker_init.connect(weak=False)
+    def _fresh_metrics_directory(sender: Any = None, **_: Any) -> None:
+        if _ours(sender) and metrics.enabled():
+            metrics.reset_directory()
+
+    # Worker main process, consuming: serve the pool's metrics (never from a child).
+    @worker_ready.connect(weak=False)
+    def _serve_metrics(sender: Any = None, **_: Any) -> None:
+        port = int(flask_app.config["WORKER_METRICS_PORT"])
+        if _ours(sender) and metrics.enabled():
+            metrics.worker_up(sender.hostname, up=True)
+            if port:
+                metrics.serve(port, flask_app.config["METRICS_ADDRESS"])
+
+    @worker_shutdown.connect(weak=False)
+    def _worker_down(sender: Any = None, **_: Any) -> None:
+        if _ours(sender) and metrics.enabled():
+            metrics.worker_up(sender.hostname, up=False)
+
+    def _ours(sender: Any) -> bool:
+        return getattr(sender, "app", None) is celery_app

@@ -186,6 +186,13 @@ def build() -> dict[str, Any]:
             "responses": {"202": _JOB_ACCEPTED, "404": {"$ref": "#/components/responses/Error"}},
         }
     }
+    paths["/metrics"] = {
+        "get": {
+            "summary": "Prometheus metrics of every gunicorn worker (absent when METRICS_ENABLED "
+            "is false)",
+            "responses": {"200": {"description": "Prometheus text format"}},
+        }
+    }
     paths["/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }

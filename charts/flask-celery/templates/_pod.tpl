@@ -1,6 +1,68 @@
 {{/*
-Pod metadata and the migration that web, worker and beat pods run first.
+The application pod: web, workers, beat, Flower and the migration Job run the one image in one
+pod scaffold, with the same security, scheduling and volumes; each caller gives only its
+container's own fields. Also the pod metadata, and the migration that pods run first when the
+database is the bundled PostgreSQL.
 */}}
+
+{{/*
+Pod template of an application workload, as the value of a Deployment's or Job's `template`:
+labels and annotations, the ServiceAccount without a token, the pod securityContext, image pull
+Secrets, scheduling, init containers, the one container and the app volumes. Arguments:
+  component                      web, worker, beat, flower or migrations; names the container
+  group                          the worker group's name (workers only)
+  container                      YAML of the container's own fields: command, ports, env,
+                                 probes, resources
+  metricsPort                    adds the Prometheus scrape annotations when metrics are on
+  terminationGracePeriodSeconds  set on the pod when given
+The migration hook Job (component "migrations") runs once, before the release's regular
+objects exist: restartPolicy Never, its own hook ServiceAccount (named like the Job), only
+nodeSelector and tolerations, and only the user's pod annotations; like Flower it has no init
+containers, and its storage is an emptyDir (flask-celery.volumes.app).
+{{ include "flask-celery.pod.app" (dict "ctx" $ "component" "web" "metricsPort" 8000 "terminationGracePeriodSeconds" 30 "container" (include "flask-celery.web.container" .)) | nindent 4 }}
+*/}}
+{{- define "flask-celery.pod.app" -}}
+{{- $uid := 10001 }}
+{{- $hook := eq .component "migrations" }}
+{{- $selector := dict "ctx" .ctx "component" .component "group" .group -}}
+metadata:
+  labels: {{- include "flask-celery.pod.labels" $selector | nindent 4 }}
+  {{- with include "flask-celery.pod.annotations" (dict "ctx" .ctx "metricsPort" .metricsPort) }}
+  annotations: {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- if $hook }}
+  restartPolicy: Never
+  serviceAccountName: {{ include "flask-celery.names.component" $selector }}
+  {{- else }}
+  serviceAccountName: {{ include "flask-celery.names.serviceAccount" .ctx }}
+  {{- end }}
+  automountServiceAccountToken: false
+  {{- if hasKey . "terminationGracePeriodSeconds" }}
+  terminationGracePeriodSeconds: {{ .terminationGracePeriodSeconds }}
+  {{- end }}
+  securityContext: {{- include "flask-celery.security.podSecurityContext" (dict "uid" $uid) | nindent 4 }}
+  {{- with include "flask-celery.images.pullSecrets" .ctx }}{{ . | nindent 2 }}{{- end }}
+  {{- $scheduling := ternary (include "flask-celery.scheduling.nodes" .ctx) (include "flask-celery.scheduling.pod" $selector) $hook }}
+  {{- with $scheduling | trim }}{{ . | nindent 2 }}{{- end }}
+  {{- with include "flask-celery.pod.initContainers" (dict "ctx" .ctx "component" .component "uid" $uid) }}{{ . | nindent 2 }}{{- end }}
+  containers: {{- include "flask-celery.pod.container" (dict "ctx" .ctx "name" .component "uid" $uid "fields" .container) | nindent 4 }}
+  volumes: {{- include "flask-celery.volumes.app" $selector | nindent 4 }}
+{{- end }}
+
+{{/*
+One application container, as a list item: the app image, its securityContext and the app
+volume mounts around the caller's own `fields` (command, ports, env, probes, resources).
+{{ include "flask-celery.pod.container" (dict "ctx" $ "name" "web" "uid" $uid "fields" $fields) | nindent 4 }}
+*/}}
+{{- define "flask-celery.pod.container" -}}
+- name: {{ .name }}
+  image: {{ include "flask-celery.images.app" .ctx }}
+  imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+  {{- .fields | trim | nindent 2 }}
+  securityContext: {{- include "flask-celery.security.containerSecurityContext" (dict "uid" .uid) | nindent 4 }}
+  volumeMounts: {{- include "flask-celery.volumes.appMounts" .ctx | nindent 4 }}
+{{- end }}
 
 {{/*
 Pod annotations: the user's, plus Prometheus scrape hints when metrics are on.
@@ -30,37 +92,34 @@ Pod labels: the selector labels plus the standard ones and the user's.
 {{- end }}
 
 {{/*
-The migration command, shared by the hook Job and the init containers.
-{{ include "flask-celery.pod.migrateCommand" . | nindent 12 }}
+The migration container's own fields (`flask db upgrade`, the database URL, its resources),
+shared by the hook Job and the init containers.
+{{ include "flask-celery.pod.migrate" $ }}
 */}}
-{{- define "flask-celery.pod.migrateCommand" -}}
-- flask
-- --app
-- service.wsgi
-- db
-- upgrade
+{{- define "flask-celery.pod.migrate" -}}
+command:
+  - flask
+  - --app
+  - service.wsgi
+  - db
+  - upgrade
+env: {{- include "flask-celery.env.app" (dict "ctx" . "component" "migrations") | trim | nindent 2 }}
+resources: {{- toYaml .Values.migrations.resources | nindent 2 }}
 {{- end }}
 
 {{/*
-initContainers of a web, worker or beat pod. The bundled PostgreSQL does not exist yet when
-pre-install hooks run, so with it every pod migrates the database before it starts; the
-service holds a PostgreSQL advisory lock while migrating, so pods that start together take
-turns and the later ones find the schema at head. An init container that starts before
-PostgreSQL accepts connections exits non-zero, and the kubelet runs it again with its restart
-back-off (10 s, 20 s, ...) until it succeeds: no shell wait loop needed.
-{{- with include "flask-celery.pod.initContainers" (dict "ctx" $ "uid" $uid) }}{{ . | nindent 6 }}{{- end }}
+initContainers of a web, worker or beat pod (Flower only talks to the broker, and the hook Job
+is itself the migration). The bundled PostgreSQL does not exist yet when pre-install hooks run,
+so with it every pod migrates the database before it starts; the service holds a PostgreSQL
+advisory lock while migrating, so pods that start together take turns and the later ones find
+the schema at head. An init container that starts before PostgreSQL accepts connections exits
+non-zero, and the kubelet runs it again with its restart back-off (10 s, 20 s, ...) until it
+succeeds: no shell wait loop needed.
+{{- with include "flask-celery.pod.initContainers" (dict "ctx" $ "component" "web" "uid" $uid) }}{{ . | nindent 2 }}{{- end }}
 */}}
 {{- define "flask-celery.pod.initContainers" -}}
 {{- $v := .ctx.Values }}
-{{- if and $v.migrations.enabled (include "flask-celery.database.bundled" .ctx) }}
-initContainers:
-  - name: migrate
-    image: {{ include "flask-celery.images.app" .ctx }}
-    imagePullPolicy: {{ $v.image.pullPolicy }}
-    command: {{- include "flask-celery.pod.migrateCommand" .ctx | nindent 6 }}
-    env: {{- include "flask-celery.env.app" (dict "ctx" .ctx "component" "migrations") | trim | nindent 6 }}
-    resources: {{- toYaml $v.migrations.resources | nindent 6 }}
-    securityContext: {{- include "flask-celery.security.containerSecurityContext" (dict "uid" .uid) | nindent 6 }}
-    volumeMounts: {{- include "flask-celery.volumes.appMounts" .ctx | nindent 6 }}
+{{- if and $v.migrations.enabled (include "flask-celery.database.bundled" .ctx) (has .component (list "web" "worker" "beat")) }}
+initContainers: {{- include "flask-celery.pod.container" (dict "ctx" .ctx "name" "migrate" "uid" .uid "fields" (include "flask-celery.pod.migrate" .ctx)) | nindent 2 }}
 {{- end }}
 {{- end }}

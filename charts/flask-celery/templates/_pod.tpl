@@ -8,7 +8,9 @@ database is the bundled PostgreSQL.
 {{/*
 Pod template of an application workload, as the value of a Deployment's or Job's `template`:
 labels and annotations, the ServiceAccount without a token, the pod securityContext, image pull
-Secrets, scheduling, init containers, the one container and the app volumes. Arguments:
+Secrets, scheduling, init containers, the one container and the app volumes. Every pod and
+container runs as image.runAsUser (user, group and fsGroup): the Dockerfile's USER, which owns
+the directories the image creates for storage and metrics. Arguments:
   component                      web, worker, beat, flower or migrations; names the container
   group                          the worker group's name (workers only)
   container                      YAML of the container's own fields: command, ports, env,
@@ -22,7 +24,7 @@ containers, and its storage is an emptyDir (flask-celery.volumes.app).
 {{ include "flask-celery.pod.app" (dict "ctx" $ "component" "web" "metricsPort" 8000 "terminationGracePeriodSeconds" 30 "container" (include "flask-celery.web.container" .)) | nindent 4 }}
 */}}
 {{- define "flask-celery.pod.app" -}}
-{{- $uid := 10001 }}
+{{- $uid := .ctx.Values.image.runAsUser | int }}
 {{- $hook := eq .component "migrations" }}
 {{- $selector := dict "ctx" .ctx "component" .component "group" .group -}}
 metadata:

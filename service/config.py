@@ -170,8 +170,9 @@ CELERY_SETTINGS: tuple[Setting, ...] = (
     _celery("task_send_sent_event", bool, True, "a task-sent event per publish, for Flower"),
     _celery("worker_soft_shutdown_timeout", float, 0.0,
             "Celery soft shutdown: seconds running tasks get once a cold shutdown starts; 0: off"),
-    _celery("beat_scheduler", str, "redbeat.RedBeatScheduler",
-            "beat keeps its schedule and a leader lock in Redis"),
+    _celery("beat_scheduler", str, "service.beat:TickRecordingScheduler",
+            "beat keeps its schedule and a leader lock in Redis (celery-redbeat), and the time of "
+            "its last tick for the exporter"),
     _celery("beat_max_loop_interval", int, 5, "seconds between beat's checks of the schedule"),
     _celery("redbeat_key_prefix", str, "flask_celery:redbeat", "Redis keys of beat's schedule"),
     _celery("redbeat_lock_timeout", int, 25,
@@ -236,7 +237,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_METRICS_PORT", int, 9808,
             "port a worker's main process serves `/metrics` on, for all its pool processes; "
             "0: off"),
-    Setting("METRICS_ADDRESS", str, "0.0.0.0", "address the worker's metrics port binds"),
+    Setting("EXPORTER_PORT", int, 9808,
+            "port the broker exporter (`python -m service.exporter`) serves `/metrics` on"),
+    Setting("METRICS_ADDRESS", str, "0.0.0.0",
+            "address the worker's and the exporter's metrics ports bind"),
     Setting("CELERY", dict, {s.name: s.default for s in CELERY_SETTINGS},
             "Celery's settings, the table below"),
 )  # fmt: skip

@@ -4,8 +4,10 @@
 answers while the worker consumes nothing. Instead a consumer bootstep touches the
 `WORKER_HEARTBEAT_FILE` setting's file every few seconds from the consumer's own timer. The step
 starts when the consumer has connected and declared its queues, and stops when the connection is
-lost, so a stale file means "not consuming". The same tick prunes the in-flight sets of the
-worker's queues (`service.worker.inflight`). `python -m service.worker.probes worker` reads it.
+lost, so a stale file means "not consuming". The same tick renews the worker's key in the
+registry of live workers (`service.worker.registry`), removed again when the step stops, and
+prunes the in-flight sets of the worker's queues (`service.worker.inflight`).
+`python -m service.worker.probes worker` reads the file.
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ from typing import Any
 from celery import bootsteps
 
 from .inflight import prune
+from .registry import announce, withdraw
 
 #: Seconds between touches; probes should allow several missed beats.
 INTERVAL = 5.0
+#: Beats a worker may miss before the registry forgets it (a killed worker never withdraws).
+MISSED_BEATS = 3
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Consumer step: touch the heartbeat file while consuming; remove it when stopping.
+    """Consumer step: touch the heartbeat file and renew the worker's registry key while
+    consuming; remove both when stopping.
 
     Celery instantiates steps itself, so the file is a class attribute: add the class that
     `writing_to(path)` returns.
@@ -52,6 +58,10 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
             self.tref.cancel()
             self.tref = None
         self.path.unlink(missing_ok=True)
+        try:
+            withdraw(parent.app, parent.hostname)
+        except Exception as exc:  # noqa: BLE001 - the key expires by itself
+            log.warning("could not remove the worker's registry key: %s", exc)
 
     shutdown = stop
 
@@ -59,6 +69,9 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.touch()
-            prune(parent.app, [q.name for q in parent.task_consumer.queues])
+            queues = [q.name for q in parent.task_consumer.queues]
+            concurrency = parent.controller.concurrency
+            announce(parent.app, parent.hostname, queues, concurrency, INTERVAL * MISSED_BEATS)
+            prune(parent.app, queues)
         except Exception as exc:  # noqa: BLE001 - a failed beat shows up as a stale file
             log.warning("heartbeat failed: %s", exc)

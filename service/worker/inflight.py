@@ -36,7 +36,8 @@ def inflight_key(queue: str) -> str:
     return f"{KEY_PREFIX}{queue}"
 
 
-def _client(app: Celery) -> redis.Redis | None:
+def broker_client(app: Celery) -> redis.Redis | None:
+    """This process' client of the broker's Redis database; None when the broker is not Redis."""
     url = app.conf.broker_url or ""
     if not url.startswith(("redis://", "rediss://")):
         return None  # other brokers (RabbitMQ) count unacked messages themselves
@@ -52,7 +53,7 @@ def _queue_of(delivery_info: dict[str, Any] | None) -> str | None:
 
 def track(app: Celery, queue: str, task_id: str, deadline: float) -> None:
     """Count `task_id` as in flight on `queue` until it ends or `deadline` passes."""
-    client = _client(app)
+    client = broker_client(app)
     if client is None:
         return
     key = inflight_key(queue)
@@ -64,14 +65,14 @@ def track(app: Celery, queue: str, task_id: str, deadline: float) -> None:
 
 def untrack(app: Celery, queue: str, task_id: str) -> None:
     """Stop counting `task_id` on `queue`."""
-    client = _client(app)
+    client = broker_client(app)
     if client is not None:
         client.zrem(inflight_key(queue), task_id)
 
 
 def prune(app: Celery, queues: list[str]) -> None:
     """Drop entries whose deadline has passed (their worker died with them)."""
-    client = _client(app)
+    client = broker_client(app)
     if client is None or not queues:
         return
     pipe = client.pipeline(transaction=False)

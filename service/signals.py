@@ -57,8 +57,8 @@ def _before_publish(
 ) -> None:
     leave_limits_to_the_consumer(sender, headers)
     logs.carry_request_id(headers)
-    if metrics.enabled():
-        metrics.stamp_publish_time(headers)
+    # always: the exporter reads it for the oldest message's age, whoever counts
+    metrics.stamp_publish_time(headers)
 
 
 @after_task_publish.connect

@@ -104,6 +104,9 @@ OPTIONS = (
     Option("flower_port", "5555", port, "port of Flower, the task monitor", "PORT"),
     Option("smtp_port", "8025", port, "port of the SMTP sink the app sends its mail to", "PORT"),
     Option("webhook_port", "8090", port, "port of the webhook receiver", "PORT"),
+    Option("metrics_port", "9808", port,
+           "first of the metrics ports: the broker exporter's, then one per worker group "
+           "(web serves its own on the web port)", "PORT"),
     Option("redis_port", None, port,
            "port of our Redis, exactly: an error if it is taken; unused when "
            "FLASK_CELERY__BROKER_URL names a broker", "PORT",
@@ -138,6 +141,7 @@ class Options:
     flower_port: int
     smtp_port: int
     webhook_port: int
+    metrics_port: int
     redis_port: int | None
     webhook_secret: tuple[tuple[str, str], ...]
     no_flower: bool

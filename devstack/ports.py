@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 
+from service.routing import WORKER_GROUPS
+
 from .options import Options
 
 HOST = "127.0.0.1"
@@ -37,4 +39,12 @@ def port_clash(options: Options, *, starting_redis: bool) -> str | None:
         port = getattr(options, name)
         if not port_is_free(port):
             return f"port {port} is in use: {options.how_to_change(name)}"
+    for port in metrics_ports(options.metrics_port):
+        if not port_is_free(port):
+            return f"port {port} is in use: {options.how_to_change('metrics_port')}"
     return None
+
+
+def metrics_ports(first: int) -> list[int]:
+    """The exporter's metrics port, then one per worker group, in `WORKER_GROUPS` order."""
+    return list(range(first, first + 1 + len(WORKER_GROUPS)))

@@ -33,9 +33,9 @@ from . import broker
 from .console import Console
 from .logged_sinks import LoggedSmtpSink, LoggedWebhookSink
 from .options import PROG, OptionError, Options, parse_options
-from .ports import HOST, port_clash
+from .ports import HOST, metrics_ports, port_clash
 from .sinks import SmtpSink, WebhookSink
-from .state import prepare_state
+from .state import metrics_env, prepare_state
 
 BIN = Path(sys.executable).parent
 
@@ -70,7 +70,8 @@ class Stack:
     def __init__(self, options: Options) -> None:
         self.options, self.state = options, options.state_dir.resolve()
         self.groups = {f"worker-{g}": (g, queues) for g, queues in WORKER_GROUPS.items()}
-        names = ["devstack", "redis", "migrate", "web", *self.groups, "beat", "flower", "smtp"]
+        names = ["devstack", "redis", "migrate", "web", "exporter", *self.groups, "beat", "flower"]
+        names += ["smtp"]
         tty = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         self.console = Console([*names, "webhooks"], colour=tty)
         self.children: list[Child] = []
@@ -95,11 +96,11 @@ class Stack:
         self.say(f"{signal.Signals(signum).name}: stopping (press Ctrl-C again to kill)")
         self.stopping.set()
 
-    def spawn(self, name: str, *cmd: str | Path) -> Child:
+    def spawn(self, name: str, *cmd: str | Path, env: dict[str, str] | None = None) -> Child:
         # A session of its own: a terminal's Ctrl-C reaches only us, and we forward one SIGTERM.
         proc = subprocess.Popen(
             [str(c) for c in cmd],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -145,6 +146,8 @@ class Stack:
         self.start_processes()
         self.wait(lambda: http_status(f"http://{HOST}:{o.web_port}/readyz") == 200, "web")
         self.wait(self.workers_answer, "workers")
+        exporter = f"http://{HOST}:{o.metrics_port}/metrics"
+        self.wait(lambda: http_status(exporter) == 200, "exporter")
         if not o.no_flower:
             self.wait(lambda: http_status(f"http://{HOST}:{o.flower_port}/") == 401, "flower")
 
@@ -153,12 +156,18 @@ class Stack:
         web: list[str | Path] = [BIN / "gunicorn", "--bind", f"{HOST}:{o.web_port}"]
         if tuple(map(int, version("gunicorn").split(".")[:2])) >= (25, 1):
             web.append("--no-control-socket")  # else every local gunicorn shares ~/.gunicorn
-        web += ["--workers", "2", "--access-logfile", "-", "service.wsgi:app"]
-        self.children.append(self.spawn("web", *web))
-        for name, (group, queues) in self.groups.items():
+        web += ["-c", "python:service.gunicorn_conf", "--workers", "2", "--access-logfile", "-"]
+        web.append("service.wsgi:app")
+        self.children.append(self.spawn("web", *web, env=metrics_env(self.state, "web")))
+        exporter_port, *worker_ports = metrics_ports(o.metrics_port)
+        exporter = metrics_env(self.state, "exporter", exporter_port)
+        self.children.append(self.spawn("exporter", sys.executable, "-m", "service.exporter",
+                                        env=exporter))  # fmt: skip
+        for (name, (group, queues)), port in zip(self.groups.items(), worker_ports, strict=True):
             worker = ("worker", "--queues", ",".join(queues), "--hostname", f"{group}@%h")
             opts = ("--concurrency", "2", "--loglevel", "INFO")
-            self.children.append(self.spawn(name, *celery, *worker, *opts))
+            env = metrics_env(self.state, name, port)
+            self.children.append(self.spawn(name, *celery, *worker, *opts, env=env))
         # RedBeat keeps the schedule in Redis; a file-based scheduler would write this file.
         beat = ("beat", "--loglevel", "INFO", "--schedule", self.state / "celerybeat-schedule")
         self.children.append(self.spawn("beat", *celery, *beat))
@@ -216,12 +225,21 @@ class Stack:
             f"{env['FLASK_CELERY__RESULT_BACKEND']})",
             "Database": env["FLASK_SQLALCHEMY_DATABASE_URI"],
             "Workers": ", ".join(f"{g} ({','.join(q)})" for g, q in self.groups.values()),
+            "Metrics": self.metrics_urls(),
         }
         bar = "-" * 78
         body = [f"  {key:<9} {value}" for key, value in rows.items()]
         return "\n".join(
             [bar, f"flask-celery is up ({seconds:.1f}s)", *body, bar, "Press Ctrl-C to stop."]
         )
+
+    def metrics_urls(self) -> str:
+        """Where each process group serves its Prometheus metrics."""
+        exporter, *workers = metrics_ports(self.options.metrics_port)
+        urls = [f"web http://{HOST}:{self.options.web_port}/metrics",
+                f"exporter http://{HOST}:{exporter}/metrics"]  # fmt: skip
+        urls += [f"{g} :{port}" for (g, _), port in zip(self.groups.values(), workers, strict=True)]
+        return ", ".join(urls)
 
     def watch(self) -> int:
         """Block until a stop is requested (0) or a child dies on its own (1)."""

@@ -28,7 +28,10 @@ def prepare_state(state: Path, smtp_port: int) -> dict[str, str]:
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
+        # every process group sums its own files (metrics_env); this one holds beat's and the
+        # migration's, which nothing serves
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "FLASK_METRICS_ADDRESS": HOST,
         "FLASK_STORAGE_DIR": str(state / "storage"),
         "FLASK_SMTP_HOST": HOST,
         "FLASK_SMTP_PORT": str(smtp_port),
@@ -38,4 +41,15 @@ def prepare_state(state: Path, smtp_port: int) -> dict[str, str]:
     env.setdefault("FLASK_SQLALCHEMY_DATABASE_URI", sqlite)
     # Webhooks refuse loopback addresses unless allowed; the local receiver is on one.
     env.setdefault("FLASK_WEBHOOK_ALLOWED_NETWORKS", f'["{HOST}/32"]')
+    return env
+
+
+def metrics_env(state: Path, group: str, port: int | None = None) -> dict[str, str]:
+    """What one process group needs to count and serve its metrics: a folder of its own (a
+    worker or gunicorn sums every file in it), and the port a worker or the exporter serves."""
+    folder = state / "prometheus" / group
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    if port is not None:
+        env |= {"FLASK_WORKER_METRICS_PORT": str(port), "FLASK_EXPORTER_PORT": str(port)}
     return env

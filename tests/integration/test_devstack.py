@@ -26,7 +26,7 @@ import redis
 
 from devstack.options import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET
 from devstack.ports import port_is_free
-from service.routing import WORKER_GROUPS
+from service.routing import QUEUES, WORKER_GROUPS
 from tests.support.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +69,15 @@ def processes_in(sessions: set[int]) -> list[int]:
     return [pid for pid, state, _, sid in processes() if sid in sessions and state != "Z"]
 
 
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free loopback ports."""
+    for _ in range(50):
+        first = free_port()
+        if first + size < 65536 and all(port_is_free(first + i) for i in range(size)):
+            return first
+    raise RuntimeError(f"no {size} consecutive free ports")
+
+
 @pytest.fixture
 def devstack(tmp_path: Path) -> Iterator[Devstack]:
     """The whole `make run` stack on free ports, its own Redis included; killed if left running.
@@ -77,6 +86,7 @@ def devstack(tmp_path: Path) -> Iterator[Devstack]:
     port passed as --redis-port) and a SQLite file in its state dir, as on a fresh clone.
     """
     ports = {name: free_port() for name in ("web", "flower", "smtp", "webhook", "redis")}
+    ports["metrics"] = free_port_block(1 + len(WORKER_GROUPS))
     state, log = tmp_path / "var", tmp_path / "devstack.log"
     cmd = [sys.executable, "-m", "devstack", "--state-dir", str(state)]
     cmd += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
@@ -138,7 +148,7 @@ def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
 ) -> None:
     http = httpx.Client(base_url=devstack.api, timeout=10)
     request.addfinalizer(http.close)
-    roles = {"web", "beat", "flower", "redis"} | {f"worker-{g}" for g in WORKER_GROUPS}
+    roles = {"web", "exporter", "beat", "flower", "redis"} | {f"worker-{g}" for g in WORKER_GROUPS}
     assert len(devstack.sessions) == len(roles), devstack.sessions
 
     email = f"smoke-{uuid4().hex[:8]}@example.com"
@@ -191,6 +201,21 @@ def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
         else:  # a read may wait for its job (an export's file, say)
             wait_until(lambda p=path: http.get(p).status_code == 200, timeout=30, what=path)
 
+    # every process group serves its own metrics, where the summary says
+    web_metrics = http.get("/metrics").text
+    assert 'flask_celery_http_requests_total{endpoint="/users",method="POST",status="201"}' in (
+        web_metrics
+    )
+    assert "celery_task_sent_total{hostname=" in web_metrics
+    first = devstack.ports["metrics"]
+    exporter = httpx.get(f"http://127.0.0.1:{first}/metrics", timeout=10).text
+    for queue in QUEUES:
+        assert f'celery_queue_length{{queue_name="{queue}"}}' in exporter
+    for i, group in enumerate(WORKER_GROUPS, start=1):
+        worker = httpx.get(f"http://127.0.0.1:{first + i}/metrics", timeout=10).text
+        assert "celery_worker_up{" in worker, group
+    assert f"exporter http://127.0.0.1:{first}/metrics" in devstack.output()
+
     redis_port = devstack.ports["redis"]
     with redis.Redis(host="127.0.0.1", port=redis_port) as ours:  # the stack's, keeping its AOF
         assert ours.config_get("dir")["dir"] == str((devstack.state / "redis").resolve())
@@ -199,6 +224,6 @@ def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
     devstack.proc.send_signal(signal.SIGTERM)
     assert devstack.proc.wait(timeout=45) == 0, devstack.output()[-4000:]
     assert processes_in(devstack.sessions) == []
-    for port in devstack.ports.values():
+    for port in [*devstack.ports.values(), *range(first, first + 1 + len(WORKER_GROUPS))]:
         assert port_is_free(port), f"port {port} still open after the stack stopped"
     assert "Warm shutdown" in devstack.output()

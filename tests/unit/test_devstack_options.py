@@ -28,6 +28,7 @@ FLAGS = {
     "--flower-port": ("DEVSTACK_FLOWER_PORT", "5555"),
     "--smtp-port": ("DEVSTACK_SMTP_PORT", "8025"),
     "--webhook-port": ("DEVSTACK_WEBHOOK_PORT", "8090"),
+    "--metrics-port": ("DEVSTACK_METRICS_PORT", "9808"),
     "--redis-port": (
         "DEVSTACK_REDIS_PORT",
         "6389 or the next free port, remembered in <state-dir>/redis.port",
@@ -51,7 +52,8 @@ def listening_on_a_free_port() -> Iterator[int]:
 
 def free_ports_but_redis() -> list[str]:
     """Flags putting every port of the stack but Redis's on a free one, and Flower off."""
-    ports = [(flag, str(free_port())) for flag in ("--web-port", "--smtp-port", "--webhook-port")]
+    flags = ("--web-port", "--smtp-port", "--webhook-port", "--metrics-port")
+    ports = [(flag, str(free_port())) for flag in flags]
     return ["--no-flower", *(word for pair in ports for word in pair)]
 
 
@@ -276,3 +278,10 @@ def test_without_redis_port_a_taken_port_moves_to_a_free_one_from_6389(tmp_path:
         port = redis_port(tmp_path, None)
         assert port != taken and port >= 6389 and port_is_free(port)
     assert (tmp_path / "redis.port").read_text() == str(port)
+
+
+def test_port_clash_on_a_workers_metrics_port_names_the_metrics_option() -> None:
+    with listening_on_a_free_port() as port:
+        options = parse_options([*free_ports_but_redis(), "--metrics-port", str(port - 2)], {})
+        clash = port_clash(options, starting_redis=False)
+    assert clash == f"port {port} is in use: pass --metrics-port <another>"

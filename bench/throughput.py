@@ -13,7 +13,6 @@ Prints one summary line.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -22,12 +21,10 @@ from pathlib import Path
 import flask_migrate
 import redis
 
-from service import create_app
 from service.jobs.enqueue import JobRequest, enqueue
-from tests.integration.conftest import RedisServer, start_worker
 from tests.support.processes import stop, wait_until
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.redis_server import RedisServer
+from tests.support.stack import ROOT, stack_environment, stack_flask_app, start_worker
 
 
 def rate(count: int, seconds: float) -> str:
@@ -36,7 +33,7 @@ def rate(count: int, seconds: float) -> str:
 
 def drain(env: dict[str, str], task: str, jobs: int, concurrency: int, log: Path) -> float:
     """Tasks per second a worker runs, once started, from a queue of `jobs` `task`s."""
-    app = create_app(_overrides(env))
+    app = stack_flask_app(env)
     celery_app = app.extensions["celery"]
     for n in range(jobs):
         celery_app.send_task(task, args=(n,), queue="default", ignore_result=True)
@@ -66,17 +63,6 @@ def _unacked(client: redis.Redis) -> int:
     return int(client.hlen("unacked"))
 
 
-def _overrides(env: dict[str, str]) -> dict[str, object]:
-    return {
-        "SQLALCHEMY_DATABASE_URI": env["FLASK_SQLALCHEMY_DATABASE_URI"],
-        "STORAGE_DIR": env["FLASK_STORAGE_DIR"],
-        "CELERY": {
-            "broker_url": env["FLASK_CELERY__BROKER_URL"],
-            "result_backend": env["FLASK_CELERY__RESULT_BACKEND"],
-        },
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser("python -m bench.throughput")
     parser.add_argument("--jobs", type=int, default=2000)
@@ -85,16 +71,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
         server = RedisServer(state / "redis").start()
-        env = {
-            **os.environ,
-            "FLASK_CELERY__BROKER_URL": server.url(0),
-            "FLASK_CELERY__RESULT_BACKEND": server.url(1),
-            "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{state / 'db.sqlite'}",
-            "FLASK_STORAGE_DIR": str(state / "storage"),
-            "PYTHONPATH": str(ROOT),
-        }
+        env = stack_environment(state, server.url(0), server.url(1), {"PYTHONPATH": str(ROOT)})
         try:
-            app = create_app(_overrides(env))
+            app = stack_flask_app(env)
             with app.app_context():
                 flask_migrate.upgrade()
             add = app.extensions["celery"].tasks["jobs.add"]

@@ -1,5 +1,6 @@
-"""Chart test fixtures: one run per installed helm binary (see chart_helpers), and the
-rendered chart run as local processes (see chart_processes)."""
+"""Chart test fixtures: one run per installed helm binary (see tests/support/chart.py), and the
+rendered chart run as local processes (see tests/support/chart_processes.py) on the session
+redis-server of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -9,15 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chart_helpers import NAME, helm_binaries, helm_id, process_helm
-from tests.chart.chart_helpers import render as _render
-from tests.chart.chart_processes import LocalCluster, LocalContainer
-from tests.integration import conftest as integration
-from tests.integration.conftest import RedisServer, stack_flask_app
-
-WEB = NAME.format("web")
-#: The integration tests' session redis-server, reused as the locally run chart's broker.
-redis_server = integration.redis_server
+from tests.support.chart import NAME, helm_binaries, helm_id, process_helm
+from tests.support.chart import render as _render
+from tests.support.chart_processes import LocalCluster, LocalContainer
+from tests.support.redis_server import RedisServer
+from tests.support.stack import stack_flask_app
 
 
 @pytest.fixture(params=helm_binaries() or [None], ids=lambda p: helm_id(p) if p else "no-helm")
@@ -45,7 +42,8 @@ def local_cluster(
 @pytest.fixture(scope="session")
 def local_web(local_cluster: LocalCluster) -> Iterator[LocalContainer]:
     """The rendered web pod, once the database is migrated: gunicorn, ready on its probes."""
-    web = local_cluster.start_pods([WEB])[WEB]
+    name = NAME.format("web")
+    web = local_cluster.start_pods([name])[name]
     yield web
     web.stop()
 

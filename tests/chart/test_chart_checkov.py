@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import CHART, NAMESPACE, ROOT, helm_env
+from tests.support.chart import CHART, NAMESPACE, ROOT, helm_env
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PRODUCTION = {

@@ -7,7 +7,7 @@ import json
 
 import jmespath
 
-from tests.chart.chart_helpers import EXTERNAL_REDIS, by_kind, container, env_of, one
+from tests.support.chart import EXTERNAL_REDIS, by_kind, container, env_of, one
 
 NAME = "rel-flask-celery-{}"
 

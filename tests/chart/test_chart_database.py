@@ -8,7 +8,7 @@ import base64
 import jmespath
 from sqlalchemy.engine import make_url
 
-from tests.chart.chart_helpers import NAME, by_kind, container, env_of, one
+from tests.support.chart import NAME, by_kind, container, env_of, one
 
 PG = NAME.format("postgresql")
 MIGRATE = ["flask", "--app", "service.wsgi", "db", "upgrade"]

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.chart.chart_helpers import CHART, helm_env
+from tests.support.chart import CHART, helm_env
 
 EVERYTHING_ON = {
     "networkPolicy": {"enabled": True},

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.chart.chart_helpers import CHART, HelmRenderError, helm_env, validate_object
+from tests.support.chart import CHART, HelmRenderError, helm_env, validate_object
 
 
 def notes(helm: str, *sets: str) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 import jmespath
 import pytest
 
-from tests.chart.chart_helpers import EXTERNAL_REDIS, by_kind
-from tests.chart.chart_processes import local_path
+from tests.support.chart import EXTERNAL_REDIS, by_kind
+from tests.support.chart_processes import local_path
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},

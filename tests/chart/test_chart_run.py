@@ -22,15 +22,14 @@ from celery.utils.nodenames import host_format
 from redbeat.schedulers import RedBeatConfig
 
 from service.worker.inflight import inflight_key
-from tests.chart.chart_helpers import NAME, one
-from tests.chart.chart_processes import LocalCluster, LocalContainer, exec_argv, stop_all
-from tests.integration.conftest import wait_for_job
+from tests.support.api import wait_for_job
+from tests.support.chart import NAME, one
+from tests.support.chart_processes import LocalCluster, LocalContainer, exec_argv, stop_all
 from tests.support.processes import wait_until
+from tests.support.stack import INCLUDE_TEST_TASKS
 
 GROUPS = ("general", "reports", "webhooks")
 WORKERS = {group: NAME.format(f"worker-{group}") for group in GROUPS}
-#: Test-only: the `tests.sleep` task, for a worker that is busy when SIGTERM arrives.
-PROBE_TASKS = ("--include", "tests.integration.probe_tasks")
 
 
 def flag(argv: list[str], name: str) -> str:
@@ -39,10 +38,12 @@ def flag(argv: list[str], name: str) -> str:
 
 @pytest.fixture(scope="module")
 def pods(local_cluster: LocalCluster, local_web: LocalContainer) -> Iterator[dict[str, Any]]:
-    """Starts every worker group's pod (with the probe tasks), beat and Flower from the default
-    render, next to the session's web pod; stops them (SIGTERM, then SIGKILL) afterwards."""
+    """Starts every worker group's pod (with the test-only tasks), beat and Flower from the
+    default render, next to the session's web pod; stops them (SIGTERM, then SIGKILL) afterwards."""
     names = [*WORKERS.values(), NAME.format("beat"), NAME.format("flower")]
-    started = local_cluster.start_pods(names, extra={w: PROBE_TASKS for w in WORKERS.values()})
+    # the `tests.sleep` task, for a worker that is busy when SIGTERM arrives
+    extra = {w: INCLUDE_TEST_TASKS for w in WORKERS.values()}
+    started = local_cluster.start_pods(names, extra=extra)
     yield {**started, local_web.pod: local_web}
     stop_all(list(started.values()))
 

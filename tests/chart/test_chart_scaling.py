@@ -1,9 +1,9 @@
 """The scaling contract, measured: what KEDA would compute from the rendered ScaledObjects.
 
 Jobs are enqueued through the locally run web pod with no worker running; each ScaledObject's
-metric and desired replicas are then computed as KEDA does (see chart_keda). With a slow worker
-of one group running, its metric is sampled while tasks run: work a worker has taken leaves the
-queue's list, and only the in-flight set keeps the group from looking idle.
+metric and desired replicas are then computed as KEDA does (see tests/support/keda.py). With a
+slow worker of one group running, its metric is sampled while tasks run: work a worker has taken
+leaves the queue's list, and only the in-flight set keeps the group from looking idle.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ import pytest
 import redis
 from celery.result import AsyncResult
 
-from tests.chart import chart_keda as keda
-from tests.chart.chart_helpers import NAME, one, process_helm, render
-from tests.chart.chart_processes import LocalCluster, LocalContainer
-from tests.integration.conftest import RedisServer
+from tests.support import keda
+from tests.support.chart import NAME, one, process_helm, render
+from tests.support.chart_processes import LocalCluster, LocalContainer
+from tests.support.redis_server import RedisServer
+from tests.support.stack import INCLUDE_TEST_TASKS
 
 GROUPS = ("general", "reports", "webhooks")
 SCALE_TO_ZERO_MAX_2 = {"workers": {"defaults": {"minReplicas": 0, "maxReplicas": 2}}}
 #: Test-only worker arguments: the `tests.sleep` task, and two pool processes.
-SLOW_WORKER = ("--include", "tests.integration.probe_tasks", "--concurrency", "2")
+SLOW_WORKER = (*INCLUDE_TEST_TASKS, "--concurrency", "2")
 #: Task lengths, staggered so that no two running tasks end together while work still waits.
 DURATIONS = (3, 3.5, 3, 3.5)
 

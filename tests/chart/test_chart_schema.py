@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.chart.chart_docs import readme_with_table
-from tests.chart.chart_helpers import CHART
+from tests.support.chart import CHART
+from tests.support.chart_docs import readme_with_table
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES_TEXT = (CHART / "values.yaml").read_text()
@@ -84,7 +84,7 @@ def test_every_param_comment_names_a_schema_property_with_the_same_description()
 
 def test_readme_values_table_matches_the_schema():
     readme = (CHART / "README.md").read_text()
-    assert readme == readme_with_table(readme), "run `python tests/chart/chart_docs.py --write`"
+    assert readme == readme_with_table(readme), "run `python -m tests.support.chart_docs --write`"
 
 
 def test_chart_metadata():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.chart_helpers import HelmRenderError
-from tests.chart.chart_helpers import render as render_with
+from tests.support.chart import HelmRenderError
+from tests.support.chart import render as render_with
 
 
 def groups(*items):

@@ -7,7 +7,7 @@ from pathlib import Path
 import jmespath
 import yaml
 
-from tests.chart.chart_helpers import CHART, by_kind, container, env_of, one
+from tests.support.chart import CHART, by_kind, container, env_of, one
 
 DEFAULT_GROUPS = [
     {"name": "general", "queues": ["default", "email"]},

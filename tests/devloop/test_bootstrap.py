@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.devloop.tiltcheck import REPO
+from tests.support.tiltcheck import REPO
 
 SCRIPT = REPO / "k8s-dev/bootstrap.sh"
 BASH = shutil.which("bash") or "/bin/bash"

@@ -1,4 +1,5 @@
-"""The Tiltfile, checked offline with starlark-pyo3 (tiltcheck.py) against the real chart render."""
+"""The Tiltfile, checked offline with starlark-pyo3 (tests/support/tiltcheck.py) against the real
+chart render."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.devloop.tiltcheck import REPO, HelmMissing, Result, check, find_helm
+from tests.support.tiltcheck import REPO, HelmMissing, Result, check, find_helm
 
 TILTFILE = REPO / "Tiltfile"
 IMAGE = "localhost:5001/flask-celery"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.devloop.tiltcheck import REPO, HelmMissing, find_helm
+from tests.support.tiltcheck import REPO, HelmMissing, find_helm
 
 CHART = REPO / "charts/flask-celery"
 VALUES = REPO / "k8s-dev/values-dev.yaml"

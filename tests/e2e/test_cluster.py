@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.devloop.tiltcheck import REPO, HelmMissing, find_helm
 from tests.support.processes import free_port, stop, wait_until
+from tests.support.tiltcheck import REPO, HelmMissing, find_helm
 
 CONTEXT = os.environ.get("FLASK_CELERY_E2E_CONTEXT", "")
 IMAGE = os.environ.get("FLASK_CELERY_E2E_IMAGE", "")

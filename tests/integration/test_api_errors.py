@@ -21,7 +21,7 @@ from service import create_app
 from service.data.db import db
 from service.data.models import Export, Job, User, WebhookDelivery, WebhookEndpoint
 from service.routing import QUEUES
-from tests.integration.conftest import RedisServer
+from tests.support.redis_server import RedisServer
 
 IDLE_DB = 5
 

@@ -14,9 +14,9 @@ import redis
 
 from service.data.db import db, utcnow
 from service.data.models import User
-from tests.integration.conftest import BIN, spawn
-from tests.integration.test_jobs import new_user
+from tests.support.api import new_user
 from tests.support.processes import stop, wait_until
+from tests.support.stack import BIN, spawn
 
 FAST_SCHEDULE = {"expire-trials-every-second": {"task": "periodic.expire_trials", "schedule": 1.0}}
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BIN
-from tests.integration.faults import Stack, kill_group
+from tests.support.faults import Stack, kill_group
 from tests.support.processes import wait_until
+from tests.support.stack import BIN
 
 LOCK_TIMEOUT, LOOP_INTERVAL = 5, 1
 ENTRY = "every-second"

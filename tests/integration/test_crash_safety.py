@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from service.data.db import db
 from service.data.models import DeadLetter
-from tests.integration.faults import (
+from tests.support.faults import (
     FAST_RECOVERY,
     VISIBILITY_TIMEOUT,
     Stack,

@@ -21,15 +21,8 @@ from devstack.sinks import SmtpSink, WebhookSink
 from service.data.db import db, utcnow
 from service.data.models import EmailLog, Export, User
 from service.outbound.signing import verify
-from tests.integration.conftest import wait_for_job
+from tests.support.api import new_user, wait_for_job
 from tests.support.processes import wait_until
-
-
-def new_user(api: httpx.Client, **extra: Any) -> dict[str, Any]:
-    email = f"user-{uuid4().hex[:10]}@example.com"
-    response = api.post("/users", json={"email": email, "name": "Ada Lovelace", **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def test_add_job_answers_at_once_and_reports_the_sum(api: httpx.Client) -> None:

@@ -31,8 +31,8 @@ from service import create_app
 from service.data.db import db
 from service.data.models import LedgerEntry, User
 from service.reliability.idempotency import DUPLICATE, run_once
-from tests.integration.conftest import ROOT
 from tests.support.processes import free_port
+from tests.support.stack import ROOT
 
 RACERS = 8
 

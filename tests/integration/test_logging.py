@@ -11,8 +11,9 @@ import pytest
 from flask import Flask
 
 from service import create_app
-from tests.integration.conftest import RedisServer, start_worker
 from tests.support.processes import stop, wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.stack import start_worker
 
 
 @pytest.fixture

@@ -8,30 +8,13 @@ queues before and after, since the server is shared with whatever else uses it.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kombu import Connection
 
-from tests.integration.faults import Stack, kill_workers_while_tasks_flow
-
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def rabbitmq_unavailable() -> str | None:
-    """Why the RabbitMQ at AMQP_URL cannot be used, or None when it can."""
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-    except OSError as exc:
-        return f"no RabbitMQ on 127.0.0.1:5672 ({exc})"
-    try:
-        with Connection(AMQP_URL, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
-        return f"something listens on 127.0.0.1:5672 but {AMQP_URL} does not connect: {exc!r}"
-    return None
+from tests.support.faults import Stack, kill_workers_while_tasks_flow
+from tests.support.rabbitmq import AMQP_URL, rabbitmq_unavailable
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.faults import Stack
+from tests.support.faults import Stack
 from tests.support.processes import wait_until
 
 EXPIRES = 2

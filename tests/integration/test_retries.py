@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from devstack.sinks import WebhookSink
 from service.data.db import db
 from service.data.models import WebhookDelivery
-from tests.integration.faults import Stack
+from tests.support.faults import Stack
 from tests.support.processes import wait_until
 
 POLICY = {

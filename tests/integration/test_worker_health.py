@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from service.worker.inflight import inflight_key, prune, track
-from tests.integration.conftest import RedisServer, celery_client, start_worker
 from tests.support.processes import stop, wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.stack import INCLUDE_TEST_TASKS, celery_client, start_worker
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_inflight_set_counts_running_tasks_until_they_end(
         ("default",),
         tmp_path / "worker.log",
         concurrency=2,
-        extra=("--include", "tests.integration.probe_tasks"),
+        extra=INCLUDE_TEST_TASKS,
     )
     try:
         results = [

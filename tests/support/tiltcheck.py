@@ -7,7 +7,7 @@ errors Tilt raises at load time (an unknown workload, an object selector that ma
 nothing or twice, a dependency on no resource, an image built but never deployed).
 `helm()` runs the real `helm template`, as Tilt does, so the Tiltfile's processing of the
 rendered objects is exercised too. `ext://restart_process` is emulated from
-tilt-dev/tilt-extensions restart_process/Tiltfile. Usage: python tiltcheck.py Tiltfile
+tilt-dev/tilt-extensions restart_process/Tiltfile. Usage: python tests/support/tiltcheck.py Tiltfile
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Shared pieces of the fault-injection tests: an isolated stack, killing it, counting outcomes.
+"""The fault-injection tests' pieces: an isolated stack, killing its workers, counting outcomes.
 
 Each test builds its own `Stack` (a redis-server, a migrated SQLite database and the
-environment its processes get), so the session workers of `conftest.py` never take its
-messages and every count belongs to that test alone. Outcomes are counted where they land:
+environment its processes get), so the session workers of tests/integration/conftest.py never
+take its messages and every count belongs to that test alone. Outcomes are counted where they land:
 `tests.effect` rows in the database, keys in the ledger, entries in the counting lists.
 """
 
@@ -26,9 +26,16 @@ from kombu import Connection
 
 from service.data.db import db
 from service.data.models import LedgerEntry, User
-from tests.integration.conftest import RedisServer, spawn, stack_flask_app, start_worker
-from tests.integration.probe_tasks import DELIVERIES, EXECUTIONS
 from tests.support.processes import stop, wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.stack import (
+    INCLUDE_TEST_TASKS,
+    spawn,
+    stack_environment,
+    stack_flask_app,
+    start_worker,
+)
+from tests.support.tasks import DELIVERIES, EXECUTIONS
 
 #: Seconds after which Redis hands an unacknowledged message to another worker, here.
 VISIBILITY_TIMEOUT = 10
@@ -46,8 +53,6 @@ FAST_RECOVERY = {
     "FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__unacked_restore_throttle": "1",
     "FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__unacked_mutex_expire": "5",
 }
-
-PROBES = ("--include", "tests.integration.probe_tasks")
 
 
 @dataclass
@@ -75,17 +80,17 @@ class Stack:
         broker) and migrate the database; `env` adds to every process' environment."""
         server = RedisServer(directory / "redis", appendonly=appendonly).start()
         (directory / "prometheus").mkdir(parents=True, exist_ok=True)
-        full_env = {
-            **os.environ,
-            "FLASK_CELERY__BROKER_URL": broker_url or server.url(0),
-            "FLASK_CELERY__RESULT_BACKEND": server.url(1),
-            "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{directory / 'db.sqlite'}",
-            "FLASK_STORAGE_DIR": str(directory / "storage"),
-            "FLASK_WORKER_HEARTBEAT_FILE": str(directory / "heartbeat"),
-            "PROMETHEUS_MULTIPROC_DIR": str(directory / "prometheus"),
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
+        full_env = stack_environment(
+            directory,
+            broker_url or server.url(0),
+            server.url(1),
+            {
+                "FLASK_WORKER_HEARTBEAT_FILE": str(directory / "heartbeat"),
+                "PROMETHEUS_MULTIPROC_DIR": str(directory / "prometheus"),
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            },
+        )
         app = stack_flask_app(full_env)
         with app.app_context():
             flask_migrate.upgrade()
@@ -104,7 +109,7 @@ class Stack:
         return redis.Redis.from_url(self.redis.url(1))
 
     def counters(self) -> redis.Redis:
-        """The Redis holding the `tests.effect` counting lists (see `probe_tasks`)."""
+        """The Redis holding the `tests.effect` counting lists (see `tests.support.tasks`)."""
         return (
             self.broker()
             if self.env["FLASK_CELERY__BROKER_URL"].startswith("redis")
@@ -124,7 +129,7 @@ class Stack:
             queues,
             self.directory / f"{name}.log",
             concurrency=concurrency,
-            extra=PROBES,
+            extra=INCLUDE_TEST_TASKS,
         )
         self.procs.append(proc)
         return proc

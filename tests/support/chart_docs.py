@@ -1,6 +1,6 @@
 """The chart README's values table, generated from values.schema.json and values.yaml.
 
-Run `python tests/chart/chart_docs.py --write` after changing a value; the chart tests fail
+Run `python -m tests.support.chart_docs --write` after changing a value; the chart tests fail
 while the README's table differs from what this module generates.
 """
 

@@ -1,4 +1,4 @@
-"""Tasks that exist only for tests, loaded into a worker with `--include`.
+"""Celery tasks that exist only for tests, loaded into a worker with `stack.INCLUDE_TEST_TASKS`.
 
 They run on the `default` queue (the routing table's default) and let a test hold a worker
 busy for a known time, or count how often work ran against how often its effect happened.

@@ -19,7 +19,7 @@ outside a cluster is rewritten:
   venv first on PATH.
 
 The test-only additions are explicit: PYTHONPATH names the repository, so that a worker can load
-`--include tests.integration.probe_tasks`, and FLOWER_ADDRESS keeps Flower on loopback.
+`--include tests.support.tasks`, and FLOWER_ADDRESS keeps Flower on loopback.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from tests.chart.chart_helpers import ROOT, by_kind
+from tests.support.chart import ROOT, by_kind
 from tests.support.processes import free_port, stop, wait_until
 
 VENV_BIN = Path(sys.executable).parent

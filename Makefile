@@ -92,7 +92,7 @@ fmt: venv
 docs: venv
 	$(BIN)/python -m monitoring --write
 	$(BIN)/python -m tests.support.config_docs --write
-	$(BIN)/python tests/chart/chart_docs.py --write
+	$(BIN)/python -m tests.support.chart_docs --write
 
 .PHONY: migrate  ## Apply database migrations to the configured database
 migrate: venv

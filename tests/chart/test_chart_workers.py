@@ -240,7 +240,7 @@ def test_soft_shutdown_and_heartbeat_are_configured(render):
 
 def test_worker_probes_read_the_heartbeat_never_inspect_ping(render):
     c = container(one(render({}), "Deployment", WORKER.format("general")))
-    probe = ["python", "-m", "service.probes", "worker", "--max-age", "60"]
+    probe = ["python", "-m", "service.worker.probes", "worker", "--max-age", "60"]
     assert c["livenessProbe"]["exec"]["command"] == probe
     assert c["startupProbe"]["exec"]["command"] == probe
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 300

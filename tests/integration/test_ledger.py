@@ -251,5 +251,5 @@ def test_concurrent_upgrades_on_postgresql_take_turns(tmp_path: Path) -> None:
 
 def alembic_config() -> Config:
     config = Config()
-    config.set_main_option("script_location", str(ROOT / "service" / "migrations"))
+    config.set_main_option("script_location", str(ROOT / "service" / "data" / "migrations"))
     return config

@@ -34,6 +34,8 @@ def stack_environment(
         "FLASK_CELERY__RESULT_BACKEND": result_backend,
         "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{state / 'db.sqlite'}",
         "FLASK_STORAGE_DIR": str(state / "storage"),
+        # several workers share a machine: none serves metrics unless a test gives it a port
+        "FLASK_WORKER_METRICS_PORT": "0",
         **(extra or {}),
     }
 

@@ -1,7 +1,8 @@
 """Celery tasks that exist only for tests, loaded into a worker with `stack.INCLUDE_TEST_TASKS`.
 
 They run on the `default` queue (the routing table's default) and let a test hold a worker
-busy for a known time, or count how often work ran against how often its effect happened.
+busy for a known time, count how often work ran against how often its effect happened, or
+fail permanently or transiently on purpose.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from celery.signals import task_prerun
 
 from service.data.db import db
 from service.data.models import User
+from service.reliability.retry import PermanentError, TransientError
 from service.reliability.task import job_task
 
 #: Redis lists (on the broker's Redis, else the result backend's): one entry per delivery of a
@@ -67,6 +69,20 @@ def effect(n: int, hold: float = 0) -> int:
     _count(EXECUTIONS, n)
     time.sleep(hold)
     db.session.add(User(email=f"effect-{n}-{uuid4().hex[:12]}@example.com", name=f"effect {n}"))
+    return n
+
+
+@job_task("tests.fail", store_result=False)
+def fail(n: int) -> None:
+    """Fail permanently: a dead letter at once, no retry."""
+    raise PermanentError(f"tests.fail {n}")
+
+
+@job_task("tests.flaky", store_result=False)
+def flaky(n: int) -> int:
+    """Fail transiently on the first attempt, succeed on the retry."""
+    if not current_celery.current_task.request.retries:
+        raise TransientError(f"tests.flaky {n}: first attempt")
     return n
 
 

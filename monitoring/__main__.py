@@ -1,4 +1,5 @@
-"""Write the generated dashboards and rules into the chart, or check that they are up to date.
+"""Write the generated dashboards and rules (and the chart's rules template) into the chart, or
+check that they are up to date.
 
 python -m monitoring --write    regenerate every file
 python -m monitoring --check    exit 1 naming each file that differs from the generator's
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .alerts import rules_file
+from .alerts import chart_rules_template, rules_file
 from .dashboards import dashboard_file, overview, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +23,17 @@ ARTEFACTS: dict[str, Callable[[], str]] = {
     "charts/flask-celery/dashboards/flask-celery-tasks.json": lambda: dashboard_file(tasks()),
     "charts/flask-celery/files/prometheus-rules.yaml": rules_file,
 }
+#: Generated files that only the chart reads: the rules with the chart's values in place of
+#: their thresholds, which its PrometheusRule renders.
+CHART_TEMPLATES: dict[str, Callable[[], str]] = {
+    "charts/flask-celery/files/prometheus-rules.tpl": chart_rules_template,
+}
 
 
 def stale(root: Path) -> list[str]:
     """The artefacts under `root` whose content is not what the generator produces now."""
     out = []
-    for name, render in ARTEFACTS.items():
+    for name, render in {**ARTEFACTS, **CHART_TEMPLATES}.items():
         path = root / name
         if not path.is_file() or path.read_text(encoding="utf-8") != render():
             out.append(name)
@@ -40,7 +46,7 @@ def write(root: Path) -> list[str]:
     for name in changed:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(ARTEFACTS[name](), encoding="utf-8")
+        path.write_text({**ARTEFACTS, **CHART_TEMPLATES}[name](), encoding="utf-8")
     return changed
 
 

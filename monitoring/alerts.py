@@ -11,6 +11,7 @@ beat's tick, the exporter itself.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -316,13 +317,64 @@ HEADER = """\
 """
 
 
+def _dump(groups: list[dict[str, Any]]) -> str:
+    text: str = yaml.dump(
+        {"groups": groups}, Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True
+    )
+    return text
+
+
 def rules_file() -> str:
     """The plain Prometheus rules file, for a Prometheus without the Operator."""
-    body: str = yaml.dump(
-        {"groups": rule_groups()},
-        Dumper=_Dumper,
-        sort_keys=False,
-        width=1_000_000,
-        allow_unicode=True,
-    )
-    return HEADER + body
+    return HEADER + _dump(rule_groups())
+
+
+#: Where the chart's values hold each parameter: `COMMON`'s under metrics.prometheusRule, a
+#: rule's own under metrics.prometheusRule.rules.<alert>, camelCased (`min_retries`: minRetries).
+CHART_VALUES = "metrics.prometheusRule"
+CHART_COMMON = {"job": "jobRegex", "grafana_url": "grafanaUrl"}
+
+TEMPLATE_HEADER = """\
+{{- /*
+The alert rules of files/prometheus-rules.yaml as a Helm template: every threshold, window and
+`for` is a value under metrics.prometheusRule, and Prometheus's own templates ($labels, $value)
+are kept verbatim in raw strings. Generated from monitoring/alerts.py by
+`python -m monitoring --write`: change the table there, not this file.
+templates/monitoring/prometheusrule.yaml renders it with `tpl`.
+*/ -}}
+"""
+
+
+def chart_value(alert: str, param: str) -> str:
+    """The chart's values path of one parameter (`alert` "*" for `COMMON`'s)."""
+    if alert == "*":
+        return f"{CHART_VALUES}.{CHART_COMMON[param]}"
+    head, *rest = param.split("_")
+    return f"{CHART_VALUES}.rules.{alert}.{head}{''.join(w.title() for w in rest)}"
+
+
+def _placeholder(alert: str, param: str) -> str:
+    # Letters and underscores only: YAML keeps it a plain scalar and PromQL never has it.
+    return f"__chart_param_{alert.replace('*', 'COMMON')}_{param}__"
+
+
+_PLACEHOLDER = re.compile(r"__chart_param_(\w+?)_([a-z]+(?:_[a-z]+)*)__")
+_GO_TEMPLATE = re.compile(r"\{\{.*?\}\}")
+
+
+def chart_rules_template() -> str:
+    """`groups:` for the chart's PrometheusRule: the rules file with each parameter replaced by
+    `{{ .Values.<chart_value> }}` and Prometheus's `{{ $labels.x }}` escaped from Helm."""
+    overrides = {"*": {p: _placeholder("*", p) for p in COMMON}}
+    for rule in RULES:
+        overrides[rule.alert] = {p: _placeholder(rule.alert, p) for p in rule.params}
+    body = _dump(rule_groups(overrides))
+    if "`" in body:
+        raise ValueError("a rule contains a backtick, which Helm's raw strings cannot hold")
+    body = _GO_TEMPLATE.sub(lambda m: "{{`" + m.group(0) + "`}}", body)
+
+    def value(match: re.Match[str]) -> str:
+        alert = "*" if match.group(1) == "COMMON" else match.group(1)
+        return "{{ .Values." + chart_value(alert, match.group(2)) + " }}"
+
+    return TEMPLATE_HEADER + _PLACEHOLDER.sub(value, body)

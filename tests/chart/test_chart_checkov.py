@@ -27,6 +27,16 @@ PRODUCTION = {
 }
 #: The development default, locked down: the bundled PostgreSQL behind NetworkPolicies.
 BUNDLED_WITH_POLICIES = {"networkPolicy": {"enabled": True}}
+#: Every metrics object: the exporter, ServiceMonitors, dashboard ConfigMaps, the PrometheusRule.
+METRICS_OPERATOR = {
+    "metrics": {
+        "enabled": True,
+        "serviceMonitor": {"enabled": True},
+        "dashboards": {"enabled": True, "folder": "Jobs"},
+        "prometheusRule": {"enabled": True},
+    },
+    "networkPolicy": {"enabled": True},
+}
 #: Checks the design skips on purpose; each skip annotation in the templates says why.
 EXPECTED_SKIPS = {
     "CKV_K8S_35",  # configuration through environment variables from Secrets (contract 4)
@@ -81,8 +91,8 @@ def scan(checkov: Path, helm: str, values: dict, tmp_path: Path) -> dict:
 
 @pytest.mark.parametrize(
     "values",
-    [{}, BUNDLED_WITH_POLICIES, PRODUCTION],
-    ids=["defaults", "bundled-postgresql-with-policies", "production"],
+    [{}, BUNDLED_WITH_POLICIES, PRODUCTION, METRICS_OPERATOR],
+    ids=["defaults", "bundled-postgresql-with-policies", "production", "metrics-operator"],
 )
 def test_checkov_finds_no_failed_check(checkov, helm, values, tmp_path):
     report = scan(checkov, helm, values, tmp_path)
@@ -100,6 +110,9 @@ def test_checkov_finds_no_failed_check(checkov, helm, values, tmp_path):
     )
     if values:
         assert "CKV2_K8S_6" not in {s["check_id"] for s in skipped}
+    if values.get("metrics"):
+        exporter = "Deployment.flask-celery.rel-flask-celery-exporter"
+        assert exporter in {c["resource"] for c in report["results"]["passed_checks"]}
     if "database" not in values:
         # PostgreSQL reads its password from a mounted file, so it needs no CKV_K8S_35 skip
         postgresql = "StatefulSet.flask-celery.rel-flask-celery-postgresql"

@@ -18,6 +18,8 @@ def test_web_runs_gunicorn_with_health_and_readiness_probes(render):
     c = container(dep)
     assert c["command"] == [
         "gunicorn",
+        "--config",
+        "python:service.gunicorn_conf",
         "--bind",
         "0.0.0.0:8000",
         "--workers",
@@ -293,7 +295,7 @@ def test_network_policies_deny_by_default_and_open_exactly_the_needed_flows(rend
         s["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
         for s in sources
         if "podSelector" in s
-    } == {"web", "worker", "beat", "flower"}
+    } == {"web", "worker", "beat", "flower", "exporter"}
     assert {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}
     } in sources

@@ -1,4 +1,5 @@
-"""`helm lint --strict` is clean under each helm, with defaults and with every option on."""
+"""`helm lint --strict` is clean under each helm, with defaults, with every option on, and with
+each kind of Prometheus Operator object."""
 
 from __future__ import annotations
 
@@ -18,7 +19,23 @@ EVERYTHING_ON = {
 }
 
 
-@pytest.mark.parametrize("values", [{}, EVERYTHING_ON], ids=["defaults", "everything-on"])
+#: The Prometheus Operator objects that EVERYTHING_ON leaves out (one kind of monitor at a time).
+METRICS_OPERATOR = {
+    "metrics": {
+        "enabled": True,
+        "serviceMonitor": {"enabled": True},
+        "dashboards": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+    },
+}
+POD_MONITORS = {"metrics": {"enabled": True, "podMonitor": {"enabled": True}}}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, EVERYTHING_ON, METRICS_OPERATOR, POD_MONITORS],
+    ids=["defaults", "everything-on", "metrics-operator", "pod-monitors"],
+)
 def test_helm_lint_strict_is_clean(helm, values, tmp_path):
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))

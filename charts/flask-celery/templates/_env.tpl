@@ -1,13 +1,15 @@
 {{/*
 Environment lists of the application containers: the part they all share (web, workers, beat,
-Flower, migrations), a worker group's task settings, and a publisher's time limits. Non-secret
-settings are literal values, so one rendered manifest shows the whole configuration; secrets
-come only through secretKeyRef, never from a ConfigMap. Celery settings use the FLASK_CELERY__
-prefix that the service folds into its CELERY config (contract 4).
+Flower, the exporter, migrations), a worker group's task settings, and a publisher's time limits.
+Non-secret settings are literal values, so one rendered manifest shows the whole configuration;
+secrets come only through secretKeyRef, never from a ConfigMap. Celery settings use the
+FLASK_CELERY__ prefix that the service folds into its CELERY config (contract 4).
 */}}
 
 {{/*
-The shared env list items; the caller appends the component's own variables.
+The shared env list items; the caller appends the component's own variables. Every process
+that publishes or runs tasks counts them, so every one learns whether metrics are on and the
+`hostname` label to count under.
 Migrations (the hook Job, or the init containers) need only the database URL: the hook runs
 before the chart's own Secrets exist on first install, and only runs with
 database.existingSecret, a user-provided Secret.
@@ -20,6 +22,12 @@ database.existingSecret, a user-provided Secret.
   value: json
 - name: PROMETHEUS_MULTIPROC_DIR
   value: /var/run/prometheus
+- name: FLASK_METRICS_ENABLED
+  value: {{ $v.metrics.enabled | toString | quote }}
+{{- with $v.metrics.hostnameLabel }}
+- name: FLASK_METRICS_HOSTNAME_LABEL
+  value: {{ . | quote }}
+{{- end }}
 - name: FLASK_STORAGE_DIR
   value: {{ printf "%s/storage" $v.storage.mountPath | quote }}
 - name: FLASK_SQLALCHEMY_DATABASE_URI

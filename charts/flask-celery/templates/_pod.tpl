@@ -1,7 +1,7 @@
 {{/*
-The application pod: web, workers, beat, Flower and the migration Job run the one image in one
-pod scaffold, with the same security, scheduling and volumes; each caller gives only its
-container's own fields. Also the pod metadata, and the migration that pods run first when the
+The application pod: web, workers, beat, Flower, the exporter and the migration Job run the one
+image in one pod scaffold, with the same security, scheduling and volumes; each caller gives only
+its container's own fields. Also the pod metadata, and the migration that pods run first when the
 database is the bundled PostgreSQL.
 */}}
 
@@ -11,11 +11,13 @@ labels and annotations, the ServiceAccount without a token, the pod securityCont
 Secrets, scheduling, init containers, the one container and the app volumes. Every pod and
 container runs as image.runAsUser (user, group and fsGroup): the Dockerfile's USER, which owns
 the directories the image creates for storage and metrics. Arguments:
-  component                      web, worker, beat, flower or migrations; names the container
+  component                      web, worker, beat, flower, exporter or migrations; names the
+                                 container
   group                          the worker group's name (workers only)
   container                      YAML of the container's own fields: command, ports, env,
                                  probes, resources
-  metricsPort                    adds the Prometheus scrape annotations when metrics are on
+  metricsPort                    adds the Prometheus scrape annotations when metrics are
+                                 scraped by annotation
   terminationGracePeriodSeconds  set on the pod when given
 The migration hook Job (component "migrations") runs once, before the release's regular
 objects exist: restartPolicy Never, its own hook ServiceAccount (named like the Job), only
@@ -67,12 +69,13 @@ volume mounts around the caller's own `fields` (command, ports, env, probes, res
 {{- end }}
 
 {{/*
-Pod annotations: the user's, plus Prometheus scrape hints when metrics are on.
+Pod annotations: the user's, plus Prometheus scrape hints when Prometheus finds the pods by
+annotation (flask-celery.metrics.byAnnotations).
 {{ include "flask-celery.pod.annotations" (dict "ctx" $ "metricsPort" 9808) | nindent 8 }}
 */}}
 {{- define "flask-celery.pod.annotations" -}}
 {{- $a := deepCopy .ctx.Values.podAnnotations }}
-{{- if and .ctx.Values.metrics.enabled .metricsPort }}
+{{- if and (include "flask-celery.metrics.byAnnotations" .ctx) .metricsPort }}
 {{- $_ := set $a "prometheus.io/scrape" "true" }}
 {{- $_ := set $a "prometheus.io/port" (toString .metricsPort) }}
 {{- $_ := set $a "prometheus.io/path" "/metrics" }}
@@ -110,9 +113,10 @@ resources: {{- toYaml .Values.migrations.resources | nindent 2 }}
 {{- end }}
 
 {{/*
-initContainers of a web, worker or beat pod (Flower only talks to the broker, and the hook Job
-is itself the migration). The bundled PostgreSQL does not exist yet when pre-install hooks run,
-so with it every pod migrates the database before it starts; the service holds a PostgreSQL
+initContainers of a web, worker or beat pod (Flower only talks to the broker, the exporter
+reads the database only when scraped and reports it down while it cannot, and the hook Job is
+itself the migration). The bundled PostgreSQL does not exist yet when pre-install hooks run, so
+with it every pod migrates the database before it starts; the service holds a PostgreSQL
 advisory lock while migrating, so pods that start together take turns and the later ones find
 the schema at head. An init container that starts before PostgreSQL accepts connections exits
 non-zero, and the kubelet runs it again with its restart back-off (10 s, 20 s, ...) until it

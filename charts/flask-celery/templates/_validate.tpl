@@ -20,6 +20,7 @@ Render nothing, or fail listing every violated rule.
 {{- $messages = append $messages (include "flask-celery.validate.database" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.flower" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.networkPolicy" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.metrics" .) }}
 {{- $messages = without $messages "" }}
 {{- if $messages }}
 {{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail }}
@@ -213,6 +214,45 @@ Network policies: internet egress names existing worker groups.
 {{- if not (has . $names) }}
 {{- $out = append $out (printf "networkPolicy.internet.groups names %q, which is not a worker group; fix networkPolicy.internet.groups or workers.groups." .) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Metrics: what scrapes, charts or alerts on the metrics needs metrics.enabled (else no pod serves
+them, and the exporter alert fires at once); one way of scraping, not two; and the alerts'
+jobRegex must match the `job` label the Prometheus Operator gives every target, or they never
+see a series.
+{{ include "flask-celery.validate.metrics" . }}
+*/}}
+{{- define "flask-celery.validate.metrics" -}}
+{{- $out := list }}
+{{- $m := .Values.metrics }}
+{{- $on := list }}
+{{- range $key := list "serviceMonitor" "podMonitor" "dashboards" "prometheusRule" }}
+{{- if (get $m $key).enabled }}{{ $on = append $on (printf "metrics.%s.enabled" $key) }}{{ end }}
+{{- end }}
+{{- if and $on (not $m.enabled) }}
+{{- $out = append $out (printf "%s need metrics.enabled=true: without it no pod serves the metrics they scrape, chart or alert on; set metrics.enabled=true or turn them off." (join ", " $on)) }}
+{{- end }}
+{{- if and $m.serviceMonitor.enabled $m.podMonitor.enabled }}
+{{- $out = append $out "metrics.serviceMonitor.enabled and metrics.podMonitor.enabled are both true: Prometheus would scrape every target twice and double every sum; turn one of them off." }}
+{{- end }}
+{{- if and $m.enabled $m.prometheusRule.enabled }}
+{{- $unmatched := list }}
+{{- range $kind := list "ServiceMonitor" "PodMonitor" }}
+{{- if (get $m (untitle $kind)).enabled }}
+{{- range (include "flask-celery.metrics.targets" $ | fromYaml).targets }}
+{{- $job := include "flask-celery.metrics.job" (dict "ctx" $ "target" . "kind" $kind) }}
+{{- if not (mustRegexMatch (printf "^(?:%s)$" $m.prometheusRule.jobRegex) $job) }}
+{{- $unmatched = append $unmatched (printf "%q (%s %s)" $job .component $kind) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $unmatched }}
+{{- $out = append $out (printf "metrics.prometheusRule.jobRegex (%q) does not match the scrape jobs %s, so the alerts would never see their series; set metrics.prometheusRule.jobRegex to match them, or keep \"celery\" in the object names (the release name, nameOverride or fullnameOverride)." $m.prometheusRule.jobRegex (join ", " $unmatched)) }}
 {{- end }}
 {{- end }}
 {{- join "\n" $out }}

@@ -6,8 +6,9 @@ writes goes to a volume: /tmp, the Prometheus multiprocess directory, and file s
 {{/*
 Volumes of an application pod: /tmp, the Prometheus multiprocess directory, and storage
 (the shared claim, or an emptyDir). The migrations hook always gets an emptyDir because it runs
-before the claim exists on first install; Flower too, since it never reads the files, but the
-app it loads creates FLASK_STORAGE_DIR at startup, which a read-only root would refuse.
+before the claim exists on first install; Flower and the exporter too, since they never read
+the files, but the app they load creates FLASK_STORAGE_DIR at startup, which a read-only root
+would refuse.
 {{ include "flask-celery.volumes.app" (dict "ctx" $ "component" "web") | nindent 8 }}
 */}}
 {{- define "flask-celery.volumes.app" -}}
@@ -17,7 +18,7 @@ app it loads creates FLASK_STORAGE_DIR at startup, which a read-only root would 
 - name: prometheus
   emptyDir: {}
 - name: storage
-{{- if and $p.enabled (not (has .component (list "migrations" "flower"))) }}
+{{- if and $p.enabled (not (has .component (list "migrations" "flower" "exporter"))) }}
   persistentVolumeClaim:
     claimName: {{ default (include "flask-celery.names.component" (dict "ctx" .ctx "component" "storage")) $p.existingClaim }}
 {{- else }}

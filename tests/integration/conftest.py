@@ -16,9 +16,9 @@ import pytest
 
 from devstack.sinks import SmtpSink, WebhookSink
 from service.routing import WORKER_GROUPS
-from tests.support.processes import free_port, stop, wait_until
+from tests.support.processes import free_port, stop
 from tests.support.redis_server import RedisServer
-from tests.support.stack import BIN, spawn, stack_environment, stack_flask_app, start_worker
+from tests.support.stack import BIN, stack_environment, stack_flask_app, start_web, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -82,23 +82,8 @@ def workers(
 @pytest.fixture(scope="session")
 def web(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """gunicorn serving the app on a free port; yields its base URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("web") / "gunicorn.log"
-    cmd = [
-        str(BIN / "gunicorn"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "service.wsgi:app",
-    ]
-    proc = spawn(cmd, stack_env, log)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(
-        lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
-        timeout=30,
-        what=f"gunicorn /readyz (log: {log})",
-    )
+    proc, url = start_web(stack_env, log)
     yield url
     stop(proc)
 

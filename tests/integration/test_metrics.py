@@ -26,8 +26,8 @@ from tests.support.stack import (
     BIN,
     INCLUDE_TEST_TASKS,
     celery_client,
-    spawn,
     stack_environment,
+    start_web,
     start_worker,
 )
 
@@ -170,18 +170,8 @@ def test_the_hostname_label_can_be_one_constant(stack: Stack) -> None:
 @pytest.fixture
 def gunicorn(stack: Stack) -> Iterator[str]:
     """gunicorn with three workers and the metrics hooks; yields its base URL."""
-    port = free_port()
     env = {**stack.env, "PROMETHEUS_MULTIPROC_DIR": str(stack.state / "prometheus-web")}
-    cmd = [str(BIN / "gunicorn"), "-c", "python:service.gunicorn_conf", "--workers", "3",
-           "--bind", f"127.0.0.1:{port}", "service.wsgi:app"]  # fmt: skip
-    log = stack.state / "gunicorn.log"
-    proc = spawn(cmd, env, log)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(
-        lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200,
-        timeout=30,
-        what=f"gunicorn (log: {log})",
-    )
+    proc, url = start_web(env, stack.state / "gunicorn.log", workers=3, ready="/healthz")
     yield url
     stop(proc)
 

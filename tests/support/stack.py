@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import httpx
+
 from service import create_app
-from tests.support.processes import wait_until
+from tests.support.processes import free_port, wait_until
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +84,25 @@ def start_worker(
         what=f"celery worker {node} (log: {log})",
     )
     return proc, node
+
+
+def start_web(
+    env: dict[str, str], log: Path, workers: int = 2, ready: str = "/readyz"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn serving the app as in production (with its metrics hooks) on a free port;
+    returns the process and its base URL once `ready` answers 200."""
+    port = free_port()
+    hooks = ("--config", "python:service.gunicorn_conf")
+    cmd = [str(BIN / "gunicorn"), *hooks, "--bind", f"127.0.0.1:{port}",
+           "--workers", str(workers), "service.wsgi:app"]  # fmt: skip
+    proc = spawn(cmd, env, log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(
+        lambda: proc.poll() is None and httpx.get(f"{url}{ready}", timeout=1).status_code == 200,
+        timeout=30,
+        what=f"gunicorn {ready} (log: {log})",
+    )
+    return proc, url
 
 
 def stack_flask_app(env: dict[str, str]) -> Any:

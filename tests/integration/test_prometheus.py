@@ -45,6 +45,7 @@ from tests.support.stack import (
     spawn,
     stack_environment,
     stack_flask_app,
+    start_web,
     start_worker,
 )
 
@@ -166,11 +167,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         app = stack_flask_app(env)
         with app.app_context():
             flask_migrate.upgrade()
-        web_port, exporter_port = free_port(), free_port()
-        web_cmd = [str(BIN / "gunicorn"), "-c", "python:service.gunicorn_conf", "--workers",
-                   "2", "--bind", f"127.0.0.1:{web_port}", "service.wsgi:app"]  # fmt: skip
-        web_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(directory / "metrics-web")}
-        procs.append(spawn(web_cmd, web_env, directory / "web.log"))
+        exporter_port = free_port()
         exporter_env = {**env, "FLASK_EXPORTER_PORT": str(exporter_port)}
         exporter_cmd = [sys.executable, "-m", "service.exporter"]
         procs.append(spawn(exporter_cmd, exporter_env, directory / "exporter.log"))
@@ -181,6 +178,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         disabled = {name: {"enabled": False} for name in app.config["CELERY"]["beat_schedule"]}
         beat_env = {**env, "FLASK_CELERY__BEAT_SCHEDULE": json.dumps(disabled)}
         procs.append(spawn(beat_cmd, beat_env, directory / "beat.log"))
+        web_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(directory / "metrics-web")}
+        web_proc, web = start_web(web_env, directory / "web.log")
+        procs.append(web_proc)
         worker_ports = []
         for group in GROUPS:
             port = free_port()
@@ -193,9 +193,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             proc, _ = start_worker(group_env, WORKER_GROUPS[group], log, extra=INCLUDE_TEST_TASKS)
             procs.append(proc)
             worker_ports.append(port)
-        web = f"http://127.0.0.1:{web_port}"
         targets = {
-            WEB: [f"127.0.0.1:{web_port}"],
+            WEB: [web.removeprefix("http://")],
             WORKERS: [f"127.0.0.1:{port}" for port in worker_ports],
             EXPORTER: [f"127.0.0.1:{exporter_port}"],
         }

@@ -78,10 +78,11 @@ def _task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 
 
 @task_revoked.connect
-def _task_revoked(request: Any = None, **_: Any) -> None:
-    inflight.on_revoked(request)
-    if metrics.enabled() and request is not None:
-        metrics.count_revoked(request)
+def _task_revoked(sender: Task | None = None, request: Any = None, **_: Any) -> None:
+    # `request` is the message's context here, whose `task` is the name; the task is the sender
+    inflight.on_revoked(sender, request)
+    if metrics.enabled() and sender is not None and request is not None:
+        metrics.count_revoked(sender, request)
 
 
 @task_rejected.connect

@@ -59,7 +59,7 @@ TASKS_RECEIVED = _task_counter("received", "Task messages a worker received.")
 TASKS_STARTED = _task_counter("started", "Tasks a worker started to execute.")
 TASKS_SUCCEEDED = _task_counter("succeeded", "Tasks that returned.")
 TASKS_FAILED = _task_counter("failed", "Tasks that failed for good (not retried).", "exception")
-TASKS_REJECTED = _task_counter("rejected", "Task messages a worker rejected (unknown task).")
+TASKS_REJECTED = _task_counter("rejected", "Messages a worker rejected: not a task, or invalid.")
 TASKS_REVOKED = _task_counter("revoked", "Tasks revoked before or while they ran.")
 TASKS_RETRIED = _task_counter("retried", "Tasks that failed and will be retried.")
 TASK_RUNTIME = Histogram("celery_task_runtime", "Seconds a task that succeeded ran.", TASK_LABELS)
@@ -161,8 +161,13 @@ def count_received(req: Any) -> None:
     TASKS_RECEIVED.labels(**_request_labels(req)).inc()
 
 
-def count_revoked(req: Any) -> None:
-    TASKS_REVOKED.labels(**_request_labels(req)).inc()
+def count_revoked(task: Any, context: Any) -> None:
+    """A received task was revoked (`context` is its message's context, not a Request)."""
+    TASKS_REVOKED.labels(
+        name=task.name,
+        hostname=_hostname(getattr(context, "hostname", None)),
+        queue_name=_queue(getattr(context, "delivery_info", None)),
+    ).inc()
 
 
 def count_rejected(message: Any) -> None:

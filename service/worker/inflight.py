@@ -117,12 +117,16 @@ def on_finished(task: Task | None, task_id: str | None) -> None:
         log.warning("could not clear in-flight task %s: %s", task_id, exc)
 
 
-def on_revoked(request: Any) -> None:
-    """A received task was revoked before it ran: stop counting it."""
+def on_revoked(task: Task | None, request: Any) -> None:
+    """A received task was revoked before it ran: stop counting it.
+
+    `request` is the message's context, whose `task` is only the task's name: the app comes
+    from `task`, the signal's sender.
+    """
     queue = _queue_of(getattr(request, "delivery_info", None))
-    if request is None or queue is None:
+    if task is None or request is None or queue is None:
         return
     try:
-        untrack(request.task.app, queue, request.id)
+        untrack(task.app, queue, request.id)
     except redis.RedisError as exc:
         log.warning("could not clear revoked task %s: %s", request.id, exc)

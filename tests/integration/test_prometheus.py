@@ -85,9 +85,6 @@ NO_DATA = {
     "keda_scaler_metrics_value": "KEDA does not run here",
     # the broker outage that answers 503s is tests/integration/test_metrics.py's
     'status=~"5.."': "a healthy stack answers no 5xx",
-    # the workload's expired jobs.add is revoked by its worker but not counted: a product bug,
-    # see test_a_revoked_task_is_counted; take this out with its fix
-    "celery_task_revoked_total": "revoked tasks are not counted",
 }
 #: Alerts that must stay quiet after this workload, and why.
 QUIET = {
@@ -609,11 +606,5 @@ def test_beat_s_last_tick_is_recent(prometheus: PrometheusServer, workload: Work
     assert since is not None and -1 < since < 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="task_revoked's `request` is a celery Context whose .task is the task's name: "
-    "service.signals._task_revoked raises AttributeError (inflight.on_revoked, then "
-    "metrics.count_revoked) and nothing is counted",
-)
 def test_a_revoked_task_is_counted(prometheus: PrometheusServer, workload: Workload) -> None:
     assert prometheus.value("sum(celery_task_revoked_total)", workload.at) == 1

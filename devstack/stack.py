@@ -9,6 +9,7 @@ running tasks (warm shutdown), and Redis, stopped last, flushes its AOF.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -46,6 +47,11 @@ class DevstackError(RuntimeError):
 
 class Stopped(Exception):
     """A stop was requested while the stack was starting."""
+
+
+def serves_metrics(port: int) -> bool:
+    """True when `/metrics` on `port` answers 200."""
+    return http_status(f"http://{HOST}:{port}/metrics") == 200
 
 
 def http_status(url: str) -> int:
@@ -146,8 +152,9 @@ class Stack:
         self.start_processes()
         self.wait(lambda: http_status(f"http://{HOST}:{o.web_port}/readyz") == 200, "web")
         self.wait(self.workers_answer, "workers")
-        exporter = f"http://{HOST}:{o.metrics_port}/metrics"
-        self.wait(lambda: http_status(exporter) == 200, "exporter")
+        # the exporter, then each worker's main process, which serves once it is ready
+        for port in metrics_ports(o.metrics_port):
+            self.wait(functools.partial(serves_metrics, port), f"metrics on port {port}")
         if not o.no_flower:
             self.wait(lambda: http_status(f"http://{HOST}:{o.flower_port}/") == 401, "flower")
 

@@ -55,9 +55,10 @@ test: venv redis postgres prometheus helm checkov
 	@echo "==> pytest"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-.PHONY: bench  ## Benchmarks: the job path against bare Celery (one summary line each)
+.PHONY: bench  ## Benchmarks: the job path against bare Celery, metrics on against off (one line each)
 bench: venv redis
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.metrics_cost
 
 .PHONY: image-test  ## Build the image with podman on a local Debian base and run it read-only
 image-test: venv helm

@@ -174,7 +174,23 @@ class Job(db.Model):  # type: ignore[name-defined,misc]
     queue: Mapped[str] = mapped_column(sa.String(40))
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
     request_fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    #: The caller that enqueued it (`service.auth.Caller.owner`); only it, or an operator, may
+    #: read the job. None for jobs recorded before callers were.
+    owner: Mapped[str | None] = mapped_column(sa.String(80), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(db.Model):  # type: ignore[name-defined,misc]
+    """An API key made with `flask api-keys create`: only the SHA-256 of its token is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 def _iso(value: datetime | None) -> str | None:

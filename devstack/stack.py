@@ -28,6 +28,8 @@ import redis
 from celery import Celery
 from celery.utils.nodenames import host_format
 
+from service.auth.api_keys import digest
+from service.redact import redact
 from service.routing import WORKER_GROUPS
 
 from . import broker
@@ -36,7 +38,7 @@ from .logged_sinks import LoggedSmtpSink, LoggedWebhookSink
 from .options import PROG, OptionError, Options, parse_options
 from .ports import HOST, metrics_ports, port_clash
 from .sinks import SmtpSink, WebhookSink
-from .state import metrics_env, prepare_state
+from .state import API_KEY_FILE, metrics_env, prepare_state
 
 BIN = Path(sys.executable).parent
 
@@ -220,17 +222,20 @@ class Stack:
         return nodes <= {node for reply in replies for node in reply}
 
     def summary(self, seconds: float) -> str:
+        """What runs where. URLs are redacted (a broker the environment names may carry a
+        password); Flower's generated password is printed as the login it is, never in a URL."""
         o, env, web = self.options, self.env, f"http://{HOST}:{self.options.web_port}"
         password = env["FLOWER_BASIC_AUTH"].split(":", 1)[1]
         flower = f"http://{HOST}:{o.flower_port}   user admin, password {password}"
         rows = {
             "API": f"{web}   (OpenAPI document: {web}/openapi.json)",
+            "API key": self.api_key_row(),
             "Flower": "off (--no-flower)" if o.no_flower else flower,
             "Mail": f"{self.state / 'mail'}/*.eml   (SMTP sink on {HOST}:{o.smtp_port})",
             "Webhooks": f"{self.webhook_url}/hooks/<name>   (kept in {self.state / 'webhooks'}/)",
-            "Redis": f"{env['FLASK_CELERY__BROKER_URL']}   (results in "
-            f"{env['FLASK_CELERY__RESULT_BACKEND']})",
-            "Database": env["FLASK_SQLALCHEMY_DATABASE_URI"],
+            "Redis": f"{redact(env['FLASK_CELERY__BROKER_URL'])}   (results in "
+            f"{redact(env['FLASK_CELERY__RESULT_BACKEND'])})",
+            "Database": redact(env["FLASK_SQLALCHEMY_DATABASE_URI"]),
             "Workers": ", ".join(f"{g} ({','.join(q)})" for g, q in self.groups.values()),
             "Metrics": self.metrics_urls(),
         }
@@ -238,6 +243,16 @@ class Stack:
         body = [f"  {key:<9} {value}" for key, value in rows.items()]
         return "\n".join(
             [bar, f"flask-celery is up ({seconds:.1f}s)", *body, bar, "Press Ctrl-C to stop."]
+        )
+
+    def api_key_row(self) -> str:
+        """The development key and how to send it; none when the environment brings its own."""
+        key_file = self.state / API_KEY_FILE
+        if digest(key_file.read_text().strip()) not in self.env["FLASK_API_KEYS"]:
+            return "the keys in FLASK_API_KEYS (the development key is not in use)"
+        return (
+            f"{key_file.read_text().strip()}   (in {key_file}: "
+            f'curl -H "Authorization: Bearer $(cat {key_file})" ...)'
         )
 
     def metrics_urls(self) -> str:
@@ -300,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_options(argv, description=__doc__)
     except OptionError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {redact(str(exc))}", file=sys.stderr)
         return 2  # argparse's status for a bad command line; nothing has started
     stack = Stack(options)
     signal.signal(signal.SIGINT, stack.request_stop)

@@ -1,27 +1,41 @@
 """The state directory (`var/` by default) and the environment every child process gets, which
 points them into it: file storage, the SQLite database, the Prometheus multiprocess files, the
-SMTP sink and the Flower password, generated once and kept.
+SMTP sink, and the Flower password and the development API key, generated once and kept.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 from pathlib import Path
 
+from service.auth.api_keys import digest, new_token
+from service.auth.callers import SCOPES
+
 from .ports import HOST
+
+#: The development API key's file in the state directory: `curl -H "Authorization: Bearer
+#: $(cat var/api-key)"`.
+API_KEY_FILE = "api-key"
+
+
+def _secret_file(path: Path, make: str) -> str:
+    """The secret kept in `path`, written (owner-only) with `make` the first time."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make)
+    return path.read_text().strip()
 
 
 def prepare_state(state: Path, smtp_port: int) -> dict[str, str]:
     """Create the state dir and return the environment every child gets."""
     for sub in ("redis", "storage", "mail", "webhooks"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    password = state / "flower-password"
-    if not password.exists():
-        fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(18))
+    password = _secret_file(state / "flower-password", secrets.token_urlsafe(18))
+    api_key = _secret_file(state / API_KEY_FILE, new_token())
     metrics = state / "prometheus"
     shutil.rmtree(metrics, ignore_errors=True)  # a past run's multiprocess files would lie
     metrics.mkdir()
@@ -35,8 +49,11 @@ def prepare_state(state: Path, smtp_port: int) -> dict[str, str]:
         "FLASK_STORAGE_DIR": str(state / "storage"),
         "FLASK_SMTP_HOST": HOST,
         "FLASK_SMTP_PORT": str(smtp_port),
-        "FLOWER_BASIC_AUTH": f"admin:{password.read_text().strip()}",
+        "FLOWER_BASIC_AUTH": f"admin:{password}",
     }
+    # the development key, with every scope; a key list of your own replaces it
+    development = {"name": "development", "scopes": list(SCOPES), "sha256": digest(api_key)}
+    env.setdefault("FLASK_API_KEYS", json.dumps([development]))
     sqlite = f"sqlite:///{state / 'flask_celery.db'}"
     env.setdefault("FLASK_SQLALCHEMY_DATABASE_URI", sqlite)
     # Webhooks refuse loopback addresses unless allowed; the local receiver is on one.

@@ -46,6 +46,8 @@ class Setting:
     optional: bool = False
     #: The `CELERY` table's rows live one level down, under this key.
     parent: str | None = None
+    #: The only values it takes, when there are few (empty: any value of its type).
+    choices: tuple[Any, ...] = ()
 
     @property
     def env(self) -> str:
@@ -84,6 +86,8 @@ class Setting:
         numeric = self.type in (int, float)
         if not isinstance(value, accepted) or (numeric and isinstance(value, bool)):
             raise ConfigError(f"{self.env}={value!r}: {self.expected()}")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.env}={value!r}: expected one of {', '.join(self.choices)}")
 
     def expected(self) -> str:
         noun = _TYPE_NOUNS.get(self.type, self.type.__name__)
@@ -198,6 +202,23 @@ CELERY_SETTINGS: tuple[Setting, ...] = (
 #: The app's settings.
 SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", str, "dev-only-change-me", "Flask's secret key; set your own"),
+    Setting("API_KEYS", list, [],
+            "API keys accepted besides the database's (`flask api-keys create`): a JSON list of "
+            "`{\"name\", \"scopes\", \"sha256\"}`; `flask api-keys digest NAME` makes one"),
+    Setting("AUTH_DISABLED", bool, False,
+            "development only: serve every request without a key, with every scope (logs a "
+            "warning at start)"),
+    Setting("AUTH_JWT_ISSUER", str, None,
+            "accept JWTs from this identity provider (`iss`); with the audience and JWKS URL",
+            optional=True),
+    Setting("AUTH_JWT_AUDIENCE", str, None, "the `aud` its tokens must carry", optional=True),
+    Setting("AUTH_JWT_JWKS_URL", str, None,
+            "https URL of the provider's signing keys (JWKS)", optional=True),
+    Setting("AUTH_JWT_SCOPES_CLAIM", str, "scope",
+            "the claim holding a token's scopes: a space-separated string or a list"),
+    Setting("AUTH_JWT_CA_FILE", str, None,
+            "CA bundle that verifies the JWKS URL's certificate; unset: the system's",
+            optional=True),
     Setting("SQLALCHEMY_DATABASE_URI", str, None,
             "the database, e.g. `postgresql+psycopg://user:pass@host/db`; unset: a SQLite file "
             "next to the storage folder", optional=True),
@@ -210,14 +231,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_PORT", int, 8025, "its port"),
     Setting("SMTP_USERNAME", str, None, "log in with this user, when set", optional=True),
     Setting("SMTP_PASSWORD", str, None, "and this password", optional=True),
-    Setting("SMTP_STARTTLS", bool, False, "upgrade the SMTP connection with STARTTLS"),
+    Setting("SMTP_TLS", str, None,
+            "`starttls` (upgrade a plain connection, port 587), `ssl` (TLS from the start, port "
+            "465) or `none`; the certificate is verified. Unset: `SMTP_STARTTLS` decides",
+            optional=True, choices=("none", "starttls", "ssl")),
+    Setting("SMTP_STARTTLS", bool, False, "older spelling of `SMTP_TLS=starttls`"),
+    Setting("SMTP_CA_FILE", str, None,
+            "CA bundle that verifies the SMTP server's certificate; unset: the system's",
+            optional=True),
     Setting("SMTP_TIMEOUT", float, 10, "seconds an SMTP exchange may take"),
     Setting("MAIL_FROM", str, "Flask Celery <noreply@example.com>", "sender of every mail"),
     Setting("WEBHOOK_TIMEOUT", float, 10, "seconds a webhook delivery may take"),
     Setting("WEBHOOK_MAX_RESPONSE_BYTES", int, 64 * 1024,
             "bytes of a receiver's answer that are read, the rest is dropped"),
     Setting("WEBHOOK_ALLOWED_NETWORKS", list, [],
-            "CIDRs webhooks may reach although internal, e.g. `[\"10.0.0.0/8\"]`"),
+            "networks webhooks may reach although internal, each `CIDR` or `CIDR:port` "
+            "(`[IPv6 CIDR]:port`), e.g. `[\"10.0.0.0/8\", \"127.0.0.1:8090\"]`"),
+    Setting("WEBHOOK_CA_FILE", str, None,
+            "CA bundle that verifies HTTPS receivers' certificates; unset: the system's",
+            optional=True),
     Setting("WEBHOOK_USER_AGENT", str, "flask-celery-webhooks/0.1", "User-Agent of deliveries"),
     Setting("TRIAL_REMINDER_HOURS", int, 24, "remind trial users this many hours before the end"),
     Setting("RETRY_MAX_RETRIES", int, 6, "retries of a transient failure, then a dead letter"),

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from . import api, config
+from .auth import cli as auth_cli
 from .celery_app import celery_init_app
 from .data import db
 from .observability import logging as logs
@@ -35,4 +36,5 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     celery_init_app(app)
     api.init_app(app)
+    auth_cli.init_app(app)
     return app

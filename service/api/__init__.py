@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import dead_letters, errors, health, jobs, openapi, resources
+from . import access, dead_letters, errors, health, jobs, openapi, resources
 
 
 def init_app(app: Flask) -> None:
-    """Register every blueprint and the JSON error handlers."""
+    """Register every blueprint, the JSON error handlers and who may call what."""
     errors.init_app(app)
     for module in (jobs, dead_letters, resources, health, openapi):
         app.register_blueprint(module.bp)
+    access.init_app(app)

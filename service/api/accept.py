@@ -1,26 +1,29 @@
 """Answering an enqueue: 202 with the job, or the job already recorded under the caller's key.
 
-Shared by every route that enqueues (the job endpoints, dead-letter re-drives).
+Shared by every route that enqueues (the job endpoints, dead-letter re-drives). A client's
+`Idempotency-Key` is its own: the same key from two callers makes two jobs.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
 from ..jobs.enqueue import BrokerUnavailable, IdempotencyConflict, JobRequest, enqueue
+from .access import caller
 from .errors import ApiError, bad_request
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 190
-#: Client keys are stored under this prefix, apart from the keys the API makes itself
-#: (`redrive:<id>`), so a client cannot take over one of those.
+#: Client keys are stored under this prefix and the caller's id, apart from the keys the API
+#: makes itself (`redrive:<id>`), so a client cannot take over one of those or another caller's.
 CLIENT_KEY_PREFIX = "client:"
 
 
 def idempotency_key() -> str | None:
-    """The request's `Idempotency-Key`, as stored; None when it sent none."""
+    """The request's `Idempotency-Key` as stored, the caller's own; None when it sent none."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
@@ -29,7 +32,8 @@ def idempotency_key() -> str | None:
             f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
             field=IDEMPOTENCY_HEADER,
         )
-    return CLIENT_KEY_PREFIX + key
+    # a digest keeps the stored key short whatever the caller's id and key lengths
+    return f"{CLIENT_KEY_PREFIX}{caller().owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def accept(req: JobRequest, body: Any, key: str | None) -> tuple[Response, int]:

@@ -2,7 +2,8 @@
 
 A re-drive publishes the same task with the same arguments. Idempotency keys derive from the
 arguments, so work that did complete before the failure is not repeated. Re-driving the same
-dead letter twice returns the first re-drive's job.
+dead letter twice returns the first re-drive's job. Answers are redacted (`service.redact`),
+including rows stored before dead letters were redacted when written.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from ..auth.callers import OPERATE
 from ..data.db import db, utcnow
 from ..data.models import DeadLetter
 from ..jobs.enqueue import JobRequest
+from ..redact import redact_json
 from .accept import accept
+from .access import caller, requires
 from .errors import ApiError, bad_request, not_found
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/dead-letters")
@@ -25,12 +29,15 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() and int() also take "²" and "٣"
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))
+    if not digits or not low <= int(raw) <= high:
         raise bad_request(f"{name}: must be an integer from {low} to {high}", field=name)
     return int(raw)
 
 
 @bp.get("")
+@requires(OPERATE)
 def list_dead_letters() -> Response:
     """Newest first; filter with `?task=<name>`, page with `?limit=&before=<id>`."""
     limit = _int_arg("limit", 50, 1, MAX_PAGE)
@@ -42,18 +49,20 @@ def list_dead_letters() -> Response:
         query = query.where(DeadLetter.id < before)
     letters = db.session.scalars(query).all()
     total = db.session.scalar(sa.select(sa.func.count()).select_from(DeadLetter))
-    return jsonify({"items": [d.to_dict() for d in letters], "total": total})
+    return jsonify({"items": [redact_json(d.to_dict()) for d in letters], "total": total})
 
 
 @bp.get("/<int:letter_id>")
+@requires(OPERATE)
 def get_dead_letter(letter_id: int) -> Response:
     letter = db.session.get(DeadLetter, letter_id)
     if letter is None:
         raise not_found(f"dead letter {letter_id}")
-    return jsonify(letter.to_dict(full=True))
+    return jsonify(redact_json(letter.to_dict(full=True)))
 
 
 @bp.post("/<int:letter_id>/redrive")
+@requires(OPERATE)
 def redrive(letter_id: int) -> tuple[Response, int]:
     """Publish the task again; 202 with the new job, like any enqueue."""
     letter = db.session.get(DeadLetter, letter_id)
@@ -62,7 +71,13 @@ def redrive(letter_id: int) -> tuple[Response, int]:
     task = current_app.extensions["celery"].tasks.get(letter.task_name)
     if task is None:
         raise ApiError(409, "unknown_task", f"task {letter.task_name} is no longer registered")
-    job = JobRequest(f"redrive.{letter.task_name}", task, tuple(letter.args), kwargs=letter.kwargs)
+    job = JobRequest(
+        f"redrive.{letter.task_name}",
+        task,
+        tuple(letter.args),
+        kwargs=letter.kwargs,
+        owner=caller().owner,
+    )
     response, status = accept(job, body={"dead_letter": letter.id}, key=f"redrive:{letter.id}")
     if letter.redriven_at is None:
         letter.redriven_at = utcnow()

@@ -1,16 +1,22 @@
-"""JSON errors for the whole API, and request-body parsing that produces them.
+"""JSON errors for the whole API, and the parsing of request input that produces them.
 
 Every error body is ``{"error": <code>, "message": <text>}``, plus ``"field"`` when one field
-is to blame and ``"details"`` listing every problem found.
+is to blame and ``"details"`` listing every problem found. Input is refused where it arrives:
+bodies by their models (`schemas`), ids in paths by `IdConverter`, and control characters in
+query strings before any view runs.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import pydantic
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import BaseConverter, ValidationError
+
+from .schemas import MAX_INT, NO_CONTROL_CHARACTERS
 
 B = TypeVar("B", bound=pydantic.BaseModel)
 
@@ -21,9 +27,13 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+        #: Response headers that go with it (`WWW-Authenticate`, ...).
+        self.headers: dict[str, str] = {}
 
     def response(self) -> tuple[Response, int]:
-        return jsonify({"error": self.code, "message": self.message, **self.extra}), self.status
+        response = jsonify({"error": self.code, "message": self.message, **self.extra})
+        response.headers.update(self.headers)
+        return response, self.status
 
 
 def bad_request(message: str, field: str | None = None) -> ApiError:
@@ -66,13 +76,46 @@ def _describe(err: Any) -> dict[str, Any]:
         return {"field": field, "message": f"{field}: unknown field"}
     if kind == "missing":
         return {"field": field, "message": f"{field}: field required"}
+    if kind == "string_pattern_mismatch" and err["ctx"]["pattern"] == NO_CONTROL_CHARACTERS:
+        msg = "must not contain control characters (U+0000-U+001F, U+007F-U+009F) or line breaks"
+    msg = msg.removeprefix("Value error, ")
     if not field:
-        return {"message": msg.removeprefix("Value error, ")}
+        return {"message": msg}
     return {"field": field, "message": f"{field}: {msg}"}
 
 
+class IdConverter(BaseConverter):
+    """`<int:...>` in every route: an id of ASCII digits from 1 to `MAX_INT`, else a 404.
+
+    Werkzeug's own converter takes any Unicode digit (`/users/٣` would be user 3) and any
+    size (SQLite cannot bind one of 2**63 or more).
+    """
+
+    regex = r"[0-9]+"
+    weight = 50
+
+    def to_python(self, value: str) -> int:
+        if len(value) > len(str(MAX_INT)) or not 1 <= int(value) <= MAX_INT:
+            raise ValidationError()
+        return int(value)
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
+def _refuse_control_characters_in_query() -> None:
+    for name, value in request.args.items(multi=True):
+        if not re.fullmatch(NO_CONTROL_CHARACTERS, name + value):
+            raise bad_request(f"{name}: must not contain control characters", field=name)
+
+
 def init_app(app: Flask) -> None:
-    """Answer every error, ours or werkzeug's, with a JSON body."""
+    """Answer every error, ours or werkzeug's, with a JSON body; bound ids and query strings.
+
+    Runs before any blueprint is registered: a route's converters are looked up when it is.
+    """
+    app.url_map.converters["int"] = IdConverter
+    app.before_request(_refuse_control_characters_in_query)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int]:
@@ -86,4 +129,7 @@ def init_app(app: Flask) -> None:
         if status == 413:
             limit = app.config["MAX_CONTENT_LENGTH"]
             message = f"request body is larger than the {limit} bytes this API accepts"
-        return jsonify({"error": code, "message": message}), status
+        response = jsonify({"error": code, "message": message})
+        if isinstance(exc, MethodNotAllowed):  # RFC 9110: a 405 lists the methods allowed
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods or ()))
+        return response, status

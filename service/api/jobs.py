@@ -5,18 +5,21 @@ Enqueueing answers 202 at once with the job id and its status URL; it never wait
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from .. import budget
+from ..auth.callers import ENQUEUE, OPERATE, READ
 from ..data.db import db, utcnow
 from ..data.models import Export, Invoice, Job, User, WebhookDelivery, WebhookEndpoint
 from ..jobs.enqueue import JobRequest
 from ..jobs.state import StateUnavailable, job_status
 from ..tasks import examples, exports, invoices, notify, periodic, webhooks
 from .accept import accept, idempotency_key
+from .access import caller, requires
 from .errors import ApiError, bad_request, not_found, parse_body
 from .schemas import (
     AddJob,
@@ -29,6 +32,8 @@ from .schemas import (
 )
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+#: The ids this API issues (`str(uuid4())`); nothing else is looked up.
+JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _require(model: type[Any], row_id: int, field: str) -> Any:
@@ -49,16 +54,19 @@ def _accept(req: JobRequest, body: Schedule) -> tuple[Response, int]:
             field=field,
         )
     req.options = body.options()
+    req.owner = caller().owner
     return accept(req, body.model_dump(mode="json"), idempotency_key())
 
 
 @bp.post("/add")
+@requires(ENQUEUE)
 def add() -> tuple[Response, int]:
     body = parse_body(AddJob)
     return _accept(JobRequest("add", examples.add_together, (body.a, body.b)), body)
 
 
 @bp.post("/welcome-email")
+@requires(ENQUEUE)
 def welcome_email() -> tuple[Response, int]:
     body = parse_body(WelcomeEmailJob)
     _require(User, body.user_id, "user_id")
@@ -66,6 +74,7 @@ def welcome_email() -> tuple[Response, int]:
 
 
 @bp.post("/invoice-pdf")
+@requires(ENQUEUE)
 def invoice_pdf() -> tuple[Response, int]:
     body = parse_body(InvoicePdfJob)
     _require(Invoice, body.invoice_id, "invoice_id")
@@ -73,6 +82,7 @@ def invoice_pdf() -> tuple[Response, int]:
 
 
 @bp.post("/export")
+@requires(ENQUEUE)
 def export() -> tuple[Response, int]:
     body = parse_body(ExportJob)
 
@@ -83,6 +93,7 @@ def export() -> tuple[Response, int]:
 
 
 @bp.post("/webhook")
+@requires(ENQUEUE)
 def webhook() -> tuple[Response, int]:
     body = parse_body(WebhookJob)
     _require(WebhookEndpoint, body.endpoint_id, "endpoint_id")
@@ -99,6 +110,7 @@ def webhook() -> tuple[Response, int]:
 
 
 @bp.post("/periodic")
+@requires(OPERATE)
 def run_periodic() -> tuple[Response, int]:
     body = parse_body(PeriodicJob)
     task = {
@@ -109,10 +121,12 @@ def run_periodic() -> tuple[Response, int]:
 
 
 @bp.get("/<job_id>")
+@requires(READ)
 def status(job_id: str) -> Response:
     """Report a job's state; an id this API never issued is a 404."""
-    job = db.session.get(Job, job_id)
-    if job is None:
+    job = db.session.get(Job, job_id) if JOB_ID.fullmatch(job_id) else None
+    # another caller's job is answered as if it did not exist, unless the caller operates
+    if job is None or (job.owner != caller().owner and not caller().may(OPERATE)):
         raise not_found(f"job {job_id}")
     try:
         return jsonify(job_status(job, current_app.extensions["celery"]))

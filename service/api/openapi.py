@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException
 
 from .accept import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
-from .schemas import REQUEST_MODELS
+from .access import AUTHENTICATED, PUBLIC, authenticated, rule_of
+from .dead_letters import MAX_PAGE
+from .schemas import MAX_INT, NO_CONTROL_CHARACTERS, REQUEST_MODELS
 
 bp = Blueprint("openapi", __name__)
 
@@ -58,6 +62,115 @@ READ_ENDPOINTS = (
     ("/webhook-deliveries/{id}", "A webhook delivery"),
     ("/dead-letters/{id}", "A dead letter, with its traceback"),
 )
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    """A JSON object with every one of `properties` (and maybe more)."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _file(description: str, media: str) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
+
+
+_INT, _STR, _BOOL = {"type": "integer"}, {"type": "string"}, {"type": "boolean"}
+_INT_OR_NULL, _STR_OR_NULL = {"type": ["integer", "null"]}, {"type": ["string", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+#: The bodies the API answers with (`to_dict` of the rows).
+RESPONSE_SCHEMAS = {
+    "User": _object(
+        id=_INT, email=_STR, name=_STR, plan=_STR, trial_ends_at=_TIME, trial_expired_at=_TIME
+    ),
+    "Invoice": _object(
+        id=_INT,
+        number=_STR,
+        user_id=_INT,
+        currency=_STR,
+        lines={"type": "array", "items": {"type": "object"}},
+        total_cents=_INT,
+        pdf_ready=_BOOL,
+        rendered_at=_TIME,
+    ),
+    "WebhookEndpoint": _object(id=_INT, url=_STR, secret=_STR),
+    "WebhookDelivery": _object(
+        id=_INT,
+        event_id=_STR,
+        endpoint_id=_INT,
+        event_type=_STR,
+        status=_STR,
+        attempts=_INT,
+        response_status=_INT_OR_NULL,
+        delivered_at=_TIME,
+    ),
+    "Export": _object(
+        id=_INT,
+        table=_STR,
+        status=_STR,
+        row_count=_INT_OR_NULL,
+        job_id=_STR_OR_NULL,
+        download_url=_STR_OR_NULL,
+        finished_at=_TIME,
+    ),
+    "DeadLetter": _object(
+        id=_INT,
+        task_id=_STR,
+        task_name=_STR,
+        queue=_STR_OR_NULL,
+        args={"type": "array"},
+        kwargs={"type": "object"},
+        exception=_STR,
+        attempts=_INT,
+        first_attempt_at=_TIME,
+        failed_at=_TIME,
+        redriven_at=_TIME,
+        redrive_job_id=_STR_OR_NULL,
+    ),
+    "DeadLetterWithTraceback": {"allOf": [_ref("DeadLetter"), _object(traceback=_STR_OR_NULL)]},
+    "DeadLetters": _object(items={"type": "array", "items": _ref("DeadLetter")}, total=_INT),
+}
+#: What single operations answer, besides what every operation of their kind does.
+RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/users", "post"): {
+        "201": _answer("The user", "User"),
+        "409": _answer(
+            "A user with this email exists (emails are compared in lower case)", "Error"
+        ),
+    },
+    ("/invoices", "post"): {"201": _answer("The invoice", "Invoice")},
+    ("/webhook-endpoints", "post"): {
+        "201": _answer("The endpoint and its secret", "WebhookEndpoint")
+    },
+    ("/users/{id}", "get"): {"200": _answer("A user", "User")},
+    ("/invoices/{id}", "get"): {"200": _answer("An invoice", "Invoice")},
+    ("/exports/{id}", "get"): {"200": _answer("An export", "Export")},
+    ("/webhook-deliveries/{id}", "get"): {"200": _answer("A delivery", "WebhookDelivery")},
+    ("/dead-letters/{id}", "get"): {"200": _answer("A dead letter", "DeadLetterWithTraceback")},
+    ("/dead-letters", "get"): {
+        "200": _answer("A page of dead letters, and their total", "DeadLetters")
+    },
+    ("/invoices/{id}/pdf", "get"): {
+        "200": _file("The PDF", "application/pdf"),
+        "409": _answer("The PDF is not rendered yet", "Error"),
+        "410": _answer("The PDF is no longer in storage", "Error"),
+    },
+    ("/exports/{id}/download", "get"): {
+        "200": _file("The CSV file", "text/csv"),
+        "409": _answer("The export is not done yet", "Error"),
+        "410": _answer("The file is no longer in storage", "Error"),
+    },
+    ("/dead-letters/{id}/redrive", "post"): {
+        "409": _answer("The task is no longer registered", "Error"),
+        "503": _answer("The broker is unreachable", "Error"),
+    },
+}
 
 
 def _body(model: str) -> dict[str, Any]:
@@ -128,7 +241,13 @@ def build() -> dict[str, Any]:
                 "responses": {"201": {"description": described}, **_ERRORS},
             }
         }
-    id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    id_param = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "ASCII digits; any other id is a 404",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+    }
     for path, summary in READ_ENDPOINTS:
         paths[path] = {
             "get": {
@@ -173,10 +292,14 @@ def build() -> dict[str, Any]:
         "get": {
             "summary": "Tasks that failed for good, newest first",
             "parameters": [
-                {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                for n, t in (("task", "string"), ("limit", "integer"), ("before", "integer"))
+                {"name": n, "in": "query", "required": False, "schema": schema}
+                for n, schema in (
+                    ("task", {"type": "string", "pattern": NO_CONTROL_CHARACTERS}),
+                    ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                    ("before", {"type": "integer", "minimum": 0, "maximum": 2**53}),
+                )
             ],
-            "responses": {"200": {"description": "items and total"}, **_ERRORS},
+            "responses": {"400": {"$ref": "#/components/responses/BadRequest"}},
         }
     }
     paths["/dead-letters/{id}/redrive"] = {
@@ -196,11 +319,24 @@ def build() -> dict[str, Any]:
     paths["/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }
+    for (path, method), responses in RESPONSES.items():
+        paths[path][method]["responses"].update(responses)
+    schemas.update(RESPONSE_SCHEMAS)
+    _document_access(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-celery", "version": "0.1.0"},
         "paths": paths,
+        "security": [{"bearer": []}],
         "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`fck_...`, from `flask api-keys create`) or a "
+                    "JWT of the configured identity provider",
+                }
+            },
             "schemas": schemas,
             "responses": {
                 "BadRequest": {
@@ -213,6 +349,34 @@ def build() -> dict[str, Any]:
     }
 
 
+def _document_access(paths: dict[str, Any]) -> None:
+    """Give each operation the security, scope and 401/403 answers of the route serving it,
+    read from the app's own access rules so the document cannot drift from them."""
+    adapter = current_app.url_map.bind("localhost")
+    provider = getattr(current_app.extensions.get("auth"), "provider", None)
+    error = {"$ref": "#/components/responses/Error"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            try:
+                endpoint, _ = adapter.match(re.sub(r"\{[^}]+\}", "1", path), method.upper())
+            except HTTPException:  # not served by this app (`/metrics` when metrics are off)
+                continue
+            rule = rule_of(str(endpoint), current_app.view_functions[endpoint])
+            if rule == PUBLIC:
+                operation["security"] = []
+                continue
+            responses = operation["responses"]
+            responses["401"] = error
+            if provider is not None:
+                responses.setdefault("503", error)
+            if rule != AUTHENTICATED:
+                responses["403"] = error
+                operation["x-required-scope"] = rule
+                needs = f"Needs the `{rule}` scope."
+                operation["description"] = f"{operation.get('description', '')} {needs}".strip()
+
+
 @bp.get("/openapi.json")
+@authenticated
 def openapi() -> Response:
     return jsonify(build())

@@ -71,6 +71,8 @@ class JobRequest:
     #: The row the task works on, made with the job in the same transaction (an export, a
     #: webhook delivery): called with the job id; the task then gets the row's id as argument.
     new_row: Callable[[str], Any] | None = None
+    #: The caller it is enqueued for (`service.auth.Caller.owner`): who may read it.
+    owner: str | None = None
 
 
 def fingerprint(kind: str, body: Any) -> str:
@@ -101,6 +103,7 @@ def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> E
         queue=queue_for(req.task.name),
         idempotency_key=idempotency_key,
         request_fingerprint=digest,
+        owner=req.owner,
     )
     db.session.add(job)
     try:

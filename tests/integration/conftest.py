@@ -16,6 +16,7 @@ import pytest
 
 from devstack.sinks import SmtpSink, WebhookSink
 from service.routing import WORKER_GROUPS
+from tests.support.auth import bearer
 from tests.support.processes import free_port, stop
 from tests.support.redis_server import RedisServer
 from tests.support.stack import BIN, stack_environment, stack_flask_app, start_web, start_worker
@@ -91,7 +92,7 @@ def web(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def api(web: str, workers: dict[str, str]) -> Iterator[httpx.Client]:
     """An HTTP client for the running stack (web and every worker group up)."""
-    with httpx.Client(base_url=web, timeout=10) as client:
+    with httpx.Client(base_url=web, timeout=10, headers=bearer()) as client:
         yield client
 
 

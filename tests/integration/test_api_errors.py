@@ -21,6 +21,7 @@ from service import create_app
 from service.data.db import db
 from service.data.models import Export, Job, User, WebhookDelivery, WebhookEndpoint
 from service.routing import QUEUES
+from tests.support.auth import api_keys_setting, authorized
 from tests.support.redis_server import RedisServer
 
 IDLE_DB = 5
@@ -32,6 +33,7 @@ def make_app(tmp_path: Path, broker_url: str) -> Flask:
             "TESTING": True,
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
             "STORAGE_DIR": str(tmp_path / "storage"),
+            "API_KEYS": api_keys_setting(),
             "CELERY": {"broker_url": broker_url, "result_backend": broker_url},
         }
     )
@@ -53,7 +55,7 @@ def idle_app(tmp_path: Path, redis_server: RedisServer) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(idle_app: Flask) -> FlaskClient:
-    return idle_app.test_client()
+    return authorized(idle_app.test_client())
 
 
 def queued(redis_server: RedisServer) -> int:
@@ -195,7 +197,7 @@ def test_a_bad_idempotency_key_is_400(client: FlaskClient, redis_server: RedisSe
 def test_broker_down_is_503_leaves_no_rows_and_recovers(tmp_path: Path) -> None:
     broker = RedisServer(tmp_path / "redis").start()
     app = make_app(tmp_path, broker.url())
-    client = app.test_client()
+    client = authorized(app.test_client())
     assert client.post("/jobs/add", json={"a": 1, "b": 2}).status_code == 202
     broker.stop()
 

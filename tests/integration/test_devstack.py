@@ -115,9 +115,10 @@ def devstack(tmp_path: Path) -> Iterator[Devstack]:
                 os.killpg(session, signal.SIGKILL)
 
 
-def readme_requests(webhook_port: int) -> list[tuple[str, str, dict[str, str], str]]:
+def readme_requests(webhook_port: int, key: str) -> list[tuple[str, str, dict[str, str], str]]:
     """(method, path, headers, body) of every curl call in the README's "Try it" section,
-    in order, pointed at this stack; calls whose path holds a placeholder (…) are left out."""
+    in order, pointed at this stack with its API key as `$KEY`; calls whose path holds a
+    placeholder (…) are left out."""
     text = (ROOT / "README.md").read_text().split("## Try it", 1)[1].split("\n## ", 1)[0]
     calls = []
     for line in text.replace("\\\n", " ").splitlines():
@@ -130,7 +131,7 @@ def readme_requests(webhook_port: int) -> list[tuple[str, str, dict[str, str], s
                 method = value
             elif flag == "-H":
                 name, _, header_value = value.partition(": ")
-                headers[name] = header_value
+                headers[name] = header_value.replace("$KEY", key)
             elif flag == "-d":
                 body = value.replace("127.0.0.1:8090", f"127.0.0.1:{webhook_port}")
             elif flag.startswith("localhost:8000"):
@@ -146,7 +147,16 @@ def readme_requests(webhook_port: int) -> list[tuple[str, str, dict[str, str], s
 def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
     devstack: Devstack, request: pytest.FixtureRequest
 ) -> None:
-    http = httpx.Client(base_url=devstack.api, timeout=10)
+    key_file = devstack.state / "api-key"
+    key = key_file.read_text().strip()
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert f"API key   {key}" in devstack.output(), "the summary prints the development key"
+    anonymous = httpx.Client(base_url=devstack.api, timeout=10)
+    request.addfinalizer(anonymous.close)
+    assert anonymous.post("/jobs/add", json={"a": 2, "b": 3}).status_code == 401
+    http = httpx.Client(
+        base_url=devstack.api, timeout=10, headers={"Authorization": f"Bearer {key}"}
+    )
     request.addfinalizer(http.close)
     roles = {"web", "exporter", "beat", "flower", "redis"} | {f"worker-{g}" for g in WORKER_GROUPS}
     assert len(devstack.sessions) == len(roles), devstack.sessions
@@ -194,12 +204,17 @@ def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
     assert httpx.get(flower, timeout=10).status_code == 401
     assert httpx.get(flower, auth=("admin", password), timeout=10).status_code == 200
 
-    for method, path, headers, body in readme_requests(devstack.ports["webhook"]):
+    # the README's calls carry their own key: sent as written, without the client's
+    for method, path, headers, body in readme_requests(devstack.ports["webhook"], key):
         if method == "POST":
-            response = http.post(path, content=body, headers=headers)
+            response = anonymous.post(path, content=body, headers=headers)
             assert response.status_code < 300, (path, body, response.text)
         else:  # a read may wait for its job (an export's file, say)
-            wait_until(lambda p=path: http.get(p).status_code == 200, timeout=30, what=path)
+            wait_until(
+                lambda p=path, h=headers: anonymous.get(p, headers=h).status_code == 200,
+                timeout=30,
+                what=path,
+            )
 
     # every process group serves its own metrics, where the summary says
     web_metrics = http.get("/metrics").text

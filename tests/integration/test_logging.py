@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from service import create_app
+from tests.support.auth import api_keys_setting, authorized
 from tests.support.processes import stop, wait_until
 from tests.support.redis_server import RedisServer
 from tests.support.stack import start_worker
@@ -32,6 +33,7 @@ def json_stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Flas
         {
             "SQLALCHEMY_DATABASE_URI": env["FLASK_SQLALCHEMY_DATABASE_URI"],
             "STORAGE_DIR": env["FLASK_STORAGE_DIR"],
+            "API_KEYS": api_keys_setting(),
             "CELERY": {"broker_url": server.url(0), "result_backend": server.url(1)},
         }
     )
@@ -52,7 +54,7 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 
 def test_a_job_logs_the_request_id_that_enqueued_it(json_stack: tuple[Flask, Path]) -> None:
     app, log = json_stack
-    response = app.test_client().post(
+    response = authorized(app.test_client()).post(
         "/jobs/add", json={"a": 2, "b": 3}, headers={"X-Request-ID": "req-0042"}
     )
     assert response.status_code == 202

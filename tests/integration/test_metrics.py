@@ -20,6 +20,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.auth import bearer
 from tests.support.processes import free_port, stop, wait_until
 from tests.support.redis_server import RedisServer
 from tests.support.stack import (
@@ -178,7 +179,7 @@ def gunicorn(stack: Stack) -> Iterator[str]:
 
 def test_web_counters_sum_over_every_gunicorn_worker(gunicorn: str) -> None:
     statuses: Counter[int] = Counter()
-    with httpx.Client(base_url=gunicorn, timeout=10) as client:
+    with httpx.Client(base_url=gunicorn, timeout=10, headers=bearer()) as client:
         for i in range(30):
             statuses[client.post("/jobs/add", json={"a": i, "b": 1}).status_code] += 1
         for _ in range(10):
@@ -206,7 +207,7 @@ def test_a_broker_outage_is_counted_as_503s_and_publishes_nothing(
     stack: Stack, gunicorn: str
 ) -> None:
     redis.Redis.from_url(stack.env["FLASK_CELERY__BROKER_URL"]).shutdown(nosave=True)
-    with httpx.Client(base_url=gunicorn, timeout=30) as client:
+    with httpx.Client(base_url=gunicorn, timeout=30, headers=bearer()) as client:
         codes = [client.post("/jobs/add", json={"a": 1, "b": 2}).status_code for _ in range(3)]
         samples = scrape(f"{gunicorn}/metrics")
     assert codes == [503, 503, 503]

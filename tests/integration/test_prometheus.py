@@ -36,6 +36,7 @@ from celery import Celery
 from devstack.sinks import SmtpSink
 from monitoring import alerts
 from service.routing import QUEUES, WORKER_GROUPS, queue_for
+from tests.support.auth import bearer
 from tests.support.processes import free_port, stop, wait_until
 from tests.support.prometheus import PrometheusServer, PromQLError
 from tests.support.redis_server import RedisServer
@@ -327,7 +328,7 @@ def workload(stack: Stack, prometheus: PrometheusServer) -> Workload:
     """Runs the workload through the API and by sending tasks, in two waves and a last burst;
     returns when Prometheus has every resulting series."""
     celery, done = stack.celery, Workload()
-    with httpx.Client(base_url=stack.web, timeout=10) as api:
+    with httpx.Client(base_url=stack.web, timeout=10, headers=bearer()) as api:
 
         def enqueue(path: str, body: dict[str, Any], task: str, **kw: Any) -> Any:
             answer = post(api, path, body, **kw)

@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from devstack.sinks import WebhookSink
 from service.data.db import db
 from service.data.models import WebhookDelivery
+from tests.support.auth import authorized
 from tests.support.faults import Stack
 from tests.support.processes import wait_until
 
@@ -76,7 +77,7 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
     refused = WebhookSink(directory / "refused", host="127.0.0.1").start()
     try:
         stack.worker("webhooks", queues=("webhooks",))
-        yield Hooks(stack, sink, refused, stack.app.test_client())
+        yield Hooks(stack, sink, refused, authorized(stack.app.test_client()))
     finally:
         sink.stop()
         refused.stop()

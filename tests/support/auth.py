@@ -42,3 +42,9 @@ def api_keys_env() -> str:
 def bearer(token: str = API_KEY) -> dict[str, str]:
     """The Authorization header that presents `token`."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def authorized(client: Any, token: str = API_KEY) -> Any:
+    """`client` (a Flask test client) with `token` sent on every request; returned for chaining."""
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client

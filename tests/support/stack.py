@@ -17,6 +17,7 @@ from uuid import uuid4
 import httpx
 
 from service import create_app
+from tests.support.auth import api_keys_env, api_keys_setting
 from tests.support.processes import free_port, wait_until
 
 BIN = Path(sys.executable).parent
@@ -36,6 +37,7 @@ def stack_environment(
         "FLASK_CELERY__RESULT_BACKEND": result_backend,
         "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{state / 'db.sqlite'}",
         "FLASK_STORAGE_DIR": str(state / "storage"),
+        "FLASK_API_KEYS": api_keys_env(),
         # several workers share a machine: none serves metrics unless a test gives it a port
         "FLASK_WORKER_METRICS_PORT": "0",
         **(extra or {}),
@@ -111,6 +113,7 @@ def stack_flask_app(env: dict[str, str]) -> Any:
         {
             "SQLALCHEMY_DATABASE_URI": env["FLASK_SQLALCHEMY_DATABASE_URI"],
             "STORAGE_DIR": env["FLASK_STORAGE_DIR"],
+            "API_KEYS": api_keys_setting(),
             "CELERY": {
                 "broker_url": env["FLASK_CELERY__BROKER_URL"],
                 "result_backend": env["FLASK_CELERY__RESULT_BACKEND"],

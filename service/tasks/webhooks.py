@@ -2,10 +2,12 @@
 
 The body is JSON ``{"id", "type", "created_at", "data"}``. Headers carry the event id
 (`X-Webhook-Id`, the same on every attempt, for deduplication at the receiver) and an HMAC
-signature (`X-Webhook-Signature`, see `service.outbound.signing`). The URL must resolve to a
-public address (`service.outbound.egress`); the POST itself is `service.outbound.http`. A 2xx
-marks the delivery delivered; 408/425/429/5xx and network errors retry with backoff (429 and 503
-honour Retry-After); any other answer fails the delivery at once.
+signature (`X-Webhook-Signature`, see `service.outbound.signing`). The URL's host is resolved
+once per attempt and every address must be public or allowed (`service.outbound.egress`); the
+POST goes to exactly those addresses, with the receiver's certificate verified for the URL's host
+(`service.outbound.http`). A 2xx marks the delivery delivered; 408/425/429/5xx and network errors
+retry with backoff (429 and 503 honour Retry-After); any other answer, redirects included, fails
+the delivery at once.
 
 A receiver cannot get an HTTP call exactly once: if a worker dies after the receiver answered
 but before the delivery is committed, the event is sent again. The event id makes that
@@ -22,7 +24,7 @@ from flask import current_app
 from ..data.db import db, utcnow
 from ..data.models import WebhookDelivery
 from ..outbound import http
-from ..outbound.egress import check_url, parse_networks
+from ..outbound.egress import Resolver, resolve_host, vet_url
 from ..outbound.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
 from ..reliability.retry import PermanentError
 from ..reliability.task import job_task
@@ -53,9 +55,15 @@ def _mark_failed(delivery_id: int) -> None:
 )
 def deliver(delivery_id: int) -> dict[str, Any]:
     """POST the delivery's event to its endpoint."""
+    return attempt(delivery_id)
+
+
+def attempt(delivery_id: int, resolve: Resolver = resolve_host) -> dict[str, Any]:
+    """One delivery attempt, the task's body: vet the endpoint's URL with `resolve` (the
+    system's resolver; tests bring their own), POST to the vetted addresses, record the answer."""
+    cfg = current_app.config
     delivery = load(WebhookDelivery, delivery_id)
-    url = delivery.endpoint.url
-    check_url(url, parse_networks(current_app.config["WEBHOOK_ALLOWED_NETWORKS"]))
+    destination = vet_url(delivery.endpoint.url, cfg["WEBHOOK_ALLOWED_NETWORKS"], resolve)
     body = delivery_body(delivery)
     headers = {
         "Content-Type": "application/json",
@@ -65,9 +73,13 @@ def deliver(delivery_id: int) -> dict[str, Any]:
     }
     delivery.attempts += 1
     db.session.commit()  # the attempt counts even when the call below raises
-    cfg = current_app.config
     status = http.post(
-        url, body, headers, float(cfg["WEBHOOK_TIMEOUT"]), int(cfg["WEBHOOK_MAX_RESPONSE_BYTES"])
+        destination,
+        body,
+        headers,
+        float(cfg["WEBHOOK_TIMEOUT"]),
+        int(cfg["WEBHOOK_MAX_RESPONSE_BYTES"]),
+        cfg["WEBHOOK_CA_FILE"],
     )
     delivery.response_status = status
     if 200 <= status < 300:

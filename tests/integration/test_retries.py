@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from devstack.sinks import WebhookSink
 from service.data.db import db
-from service.data.models import WebhookDelivery
+from service.data.models import WebhookDelivery, WebhookEndpoint
 from tests.support.auth import authorized
 from tests.support.faults import Stack
 from tests.support.processes import wait_until
@@ -215,11 +215,24 @@ def test_a_webhook_to_an_internal_address_is_refused_before_any_request(
     hooks: Hooks, host: str
 ) -> None:
     port = hooks.refused.port if host == "127.0.0.1" else 80
-    job = send(hooks, f"http://{host}:{port}/hooks/internal")
+    url = f"http://{host}:{port}/hooks/internal"
+    created = hooks.api.post("/webhook-endpoints", json={"url": url})
+    assert created.status_code == 422 and created.json["field"] == "url"
+    # an endpoint recorded before the rule (or whose name changed since) is refused at delivery
+    with hooks.stack.app.app_context():
+        endpoint = WebhookEndpoint(url=url, secret="s" * 32)
+        db.session.add(endpoint)
+        db.session.commit()
+        endpoint_id = endpoint.id
+        db.session.remove()
+    job = hooks.api.post(
+        "/jobs/webhook",
+        json={"endpoint_id": endpoint_id, "event_type": "test.retry", "payload": {}},
+    ).json
     assert finished(hooks, job)["state"] == "failure"
     letter = dead_letter(hooks, job["job_id"])
     assert letter["attempts"] == 1
-    assert letter["exception"].startswith(f"EgressRefused: {host} resolves to {host}, an internal")
+    assert letter["exception"].startswith(f"EgressRefused: {host}: refused: internal address")
     assert "WEBHOOK_ALLOWED_NETWORKS" in letter["exception"]
     # the receiver on 127.0.0.1 was there and answering, and got nothing
     probe = httpx.post(f"{hooks.refused.url}/hooks/probe", content=b"{}")

@@ -1,5 +1,9 @@
 """The stack's one console: every process's output line by line, each line behind its source's
 padded name (coloured on a terminal), so that interleaved logs stay readable and whole.
+
+Every line is redacted (`service.redact`) on its way out: a child's own output (Redis, Flower,
+an exception printed before logging is set up) does not pass the service's log filter, and a
+broker URL named in FLASK_CELERY__BROKER_URL may carry a password.
 """
 
 from __future__ import annotations
@@ -7,6 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import IO
+
+from service.redact import redact
 
 COLOURS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94", "91")
 
@@ -24,7 +30,7 @@ class Console:
         if name in self.colours:
             prefix = f"\033[{self.colours[name]}m{prefix}\033[0m"
         with self._lock:
-            print(prefix, line, flush=True)
+            print(prefix, redact(line), flush=True)
 
     def pump(self, name: str, stream: IO[bytes]) -> threading.Thread:
         """Re-print each line of `stream` under `name`, from a thread, until it closes."""

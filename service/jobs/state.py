@@ -1,7 +1,9 @@
 """A job's state as the API reports it: the job's row, and Celery's state for it.
 
 Celery answers PENDING for any id it has no record of, so it cannot tell an unknown job from a
-waiting one; the `jobs` table can: a job is known if and only if its row exists.
+waiting one; the `jobs` table can: a job is known if and only if its row exists. A failed job's
+error is the exception's type and its redacted text: an exception may quote a URL with its
+password or token.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from ..data.models import Job
+from ..redact import redact
 from .enqueue import BROKER_ERRORS
 
 #: Celery state -> the state this API reports.
@@ -57,5 +60,5 @@ def _error(state: str, info: Any) -> str | None:
     if state == "REVOKED":
         return "revoked"
     if state in ("FAILURE", "RETRY") and isinstance(info, BaseException):
-        return f"{type(info).__name__}: {info}"
+        return f"{type(info).__name__}: {redact(str(info))}"
     return None

@@ -4,6 +4,12 @@ A request takes its id from `X-Request-ID` or gets a new one, and answers with i
 it to the worker in the message headers, so a task's log lines name the request that enqueued
 it. `LOG_FORMAT=json` writes one JSON object per line, for log collectors. Workers and beat keep
 this format because `service.signals` answers Celery's `setup_logging` with `configure`.
+
+Every handler installed here, and gunicorn's own (its error and access logs, in a gunicorn
+worker), first takes the secrets out of each record (`service.redact`): the message, the
+exception text with its traceback, and the stack. httpx logs each request at INFO with its full
+URL ("HTTP Request: POST https://user:pw@host/hook?token=... 200"); it stays at INFO, redacted,
+because which receiver answered what is what an operator looks for when a webhook fails.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 
 from celery import current_task
 from flask import Flask, Response, g, has_request_context, request
+
+from ..redact import redact
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -37,6 +45,30 @@ class _Context(logging.Filter):
         return True
 
 
+class RedactSecrets(logging.Filter):
+    """Replaces a record's message, exception text and stack with their redacted text.
+
+    The record is changed in place: a handler's formatter then reads the redacted text (the
+    exception text is cached on the record, as `logging.Formatter` caches it itself).
+    """
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not print its raw arguments
+            message = f"{record.msg} % {record.args!r}"
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, ids, exception."""
 
@@ -49,8 +81,10 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "task_id": getattr(record, "task_id", "-"),
         }
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exception"] = record.exc_text
         return json.dumps(out)
 
 
@@ -61,10 +95,16 @@ def configure(fmt: str, level: int | str) -> None:
     """Send the root logger to stderr in `fmt` ("text" or "json")."""
     handler = logging.StreamHandler()
     handler.addFilter(_Context())
+    handler.addFilter(RedactSecrets())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # gunicorn's loggers do not propagate to the root: its access log carries query strings
+    for name in ("gunicorn.error", "gunicorn.access"):
+        for other in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactSecrets) for f in other.filters):
+                other.addFilter(RedactSecrets())
 
 
 def carry_request_id(headers: dict[str, Any] | None) -> None:

@@ -4,6 +4,10 @@
 worker's main process for a hard time limit. Retries do not reach it (they are not failures),
 so each row is a final failure: permanent, or transient with its retries exhausted. With
 `acks_late` the failed message is acknowledged, so this row is the only copy left.
+
+The exception's text and traceback are stored redacted (`service.redact`): they may quote a URL
+with its password or token. The arguments are stored as they are, since a re-drive sends them
+again; they are ids and plain values (no secrets), and the API redacts them when it answers.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from flask import Flask
 
 from ..data.db import db
 from ..data.models import DeadLetter, Job
+from ..redact import redact
 
 #: Task name -> what to do to the task's own rows when it is dead-lettered (mark an export
 #: failed, say), run in the same transaction as the dead-letter row. Filled by `job_task`.
@@ -33,7 +38,7 @@ def record(
     request = task.request if task.request.id == task_id else None
     delivery = (request.delivery_info if request else None) or {}
     retries = request.retries if request else 0
-    trace = str(einfo) if einfo else "".join(tb.format_exception(exc))
+    trace = redact(str(einfo) if einfo else "".join(tb.format_exception(exc)))
     try:
         with app.app_context():
             db.session.add(
@@ -44,7 +49,7 @@ def record(
                     args=list(args or ()),
                     kwargs=dict(kwargs or {}),
                     exception_type=type(exc).__name__,
-                    exception_message=str(exc)[:10_000],
+                    exception_message=redact(str(exc))[:10_000],
                     traceback=trace[-20_000:],
                     attempts=retries + 1,
                     first_attempt_at=_enqueued_at(task_id),

@@ -22,15 +22,19 @@ def redis_server_bin() -> str:
 
 
 class RedisServer:
-    """A redis-server process on a free loopback port, data in `directory`."""
+    """A redis-server process on a free loopback port, data in `directory`; with a `password`,
+    clients must AUTH with it (`requirepass`), and `url` carries it."""
 
-    def __init__(self, directory: Path, appendonly: bool = False) -> None:
-        self.directory, self.appendonly = directory, appendonly
+    def __init__(
+        self, directory: Path, appendonly: bool = False, password: str | None = None
+    ) -> None:
+        self.directory, self.appendonly, self.password = directory, appendonly, password
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -50,9 +54,10 @@ class RedisServer:
             "yes" if self.appendonly else "no",
             "--logfile",
             str(self.directory / "redis.log"),
+            *(["--requirepass", self.password] if self.password else []),
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         wait_until(client.ping, timeout=10, what=f"redis-server on {self.port}")
         return self
 

@@ -14,8 +14,14 @@ import pytest
 from devstack.console import Console
 from devstack.options import parse_options
 from devstack.stack import Stack
-from devstack.state import prepare_state
-from service.observability.logging import TEXT_FORMAT, JsonFormatter, RedactSecrets, _Context
+from devstack.state import API_KEY_FILE
+from service.observability.logging import (
+    TEXT_FORMAT,
+    JsonFormatter,
+    RedactSecrets,
+    _Context,
+    configure,
+)
 from service.redact import redact, redact_json
 
 #: (text, its redacted form).
@@ -169,7 +175,9 @@ def test_make_run_prints_no_password_from_a_url(
 ) -> None:
     stack = Stack(parse_options(["--state-dir", str(tmp_path)], description=""))
     stack.webhook_url = "http://127.0.0.1:8090"
-    stack.env = prepare_state(stack.state, 8025) | {
+    (stack.state / API_KEY_FILE).write_text("fck_development-key")
+    stack.env = {
+        "FLASK_API_KEYS": "[]",
         "FLASK_CELERY__BROKER_URL": "redis://:BrokerPW@10.0.0.5:6379/0",
         "FLASK_CELERY__RESULT_BACKEND": "redis://:BackendPW@10.0.0.5:6379/1",
         "FLASK_SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://app:DbPW@db:5432/app",
@@ -185,3 +193,22 @@ def test_make_run_prints_no_password_from_a_url(
     # Flower's generated password is a login the developer needs, printed as such
     assert "user admin, password FlowerLogin" in summary
     assert "FlowerLogin@" not in printed
+
+
+def test_configure_also_redacts_gunicorns_access_log() -> None:
+    """gunicorn's loggers do not propagate to the root, and its access log has query strings."""
+    out = io.StringIO()
+    access = logging.getLogger("gunicorn.access")
+    access.handlers, access.propagate = [logging.StreamHandler(out)], False
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure("text", "INFO")
+        configure("text", "INFO")  # a second call adds no second filter
+        access.info('"%(r)s" %(s)s', {"r": "GET /cb?code=C0de&page=2 HTTP/1.1", "s": "200"})
+        assert out.getvalue() == '"GET /cb?code=***&page=2 HTTP/1.1" 200\n'
+        assert len(access.handlers[0].filters) == 1
+    finally:
+        access.handlers, access.propagate = [], True
+        root.handlers[:] = handlers
+        root.setLevel(level)

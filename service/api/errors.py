@@ -16,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, ValidationError
 
-from .schemas import MAX_INT, NO_CONTROL_CHARACTERS
+from .schemas import MAX_INT, NO_CONTROL_CHARACTERS, PATTERN_MESSAGES
 
 B = TypeVar("B", bound=pydantic.BaseModel)
 
@@ -76,8 +76,8 @@ def _describe(err: Any) -> dict[str, Any]:
         return {"field": field, "message": f"{field}: unknown field"}
     if kind == "missing":
         return {"field": field, "message": f"{field}: field required"}
-    if kind == "string_pattern_mismatch" and err["ctx"]["pattern"] == NO_CONTROL_CHARACTERS:
-        msg = "must not contain control characters (U+0000-U+001F, U+007F-U+009F) or line breaks"
+    if kind == "string_pattern_mismatch":
+        msg = PATTERN_MESSAGES.get(err["ctx"]["pattern"], msg)
     msg = msg.removeprefix("Value error, ")
     if not field:
         return {"message": msg}

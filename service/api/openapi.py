@@ -8,10 +8,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
+from .. import budget
 from .accept import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from .access import AUTHENTICATED, PUBLIC, authenticated, rule_of
 from .dead_letters import MAX_PAGE
-from .schemas import MAX_INT, NO_CONTROL_CHARACTERS, REQUEST_MODELS
+from .jobs import celery_conf
+from .schemas import EARLIEST_ETA, MAX_INT, NO_CONTROL_CHARACTERS, REQUEST_MODELS, Schedule
 
 bp = Blueprint("openapi", __name__)
 
@@ -29,7 +31,13 @@ _IDEMPOTENCY = {
     "in": "header",
     "required": False,
     "description": "Retrying a POST with the same key returns the same job, without enqueuing.",
-    "schema": {"type": "string", "maxLength": MAX_KEY_LENGTH},
+    # printable ASCII (accept.idempotency_key); HTTP drops spaces at either end
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": "^[!-~]([ -~]*[!-~])?$",
+    },
 }
 
 #: (path, summary, request model) of every enqueue endpoint.
@@ -180,6 +188,16 @@ def _body(model: str) -> dict[str, Any]:
     }
 
 
+def _bound_schedule(properties: dict[str, Any]) -> None:
+    """The schedule's bound is the broker's (`jobs._accept`), tighter than the model's."""
+    longest = int(budget.max_delay(celery_conf()))
+    countdown = properties["countdown"]["anyOf"][0]
+    countdown["maximum"] = min(countdown["maximum"], longest)
+    properties["eta"]["description"] = (
+        f"From {EARLIEST_ETA:%Y-%m-%dT%H:%M:%SZ} to at most {longest} seconds from now"
+    )
+
+
 def build() -> dict[str, Any]:
     """Assemble the document."""
     schemas: dict[str, Any] = {}
@@ -187,6 +205,8 @@ def build() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+        if issubclass(model, Schedule):
+            _bound_schedule(schema["properties"])
     schemas["JobAccepted"] = {
         "type": "object",
         "required": ["job_id", "status_url"],

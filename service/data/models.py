@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from .db import UTCDateTime, db, utcnow
 
@@ -20,7 +20,10 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 class User(db.Model):  # type: ignore[name-defined,misc]
-    """A customer account; trial users expire nightly and get a reminder before that."""
+    """A customer account; trial users expire nightly and get a reminder before that.
+
+    Emails are stored lower-cased, so the unique constraint holds whatever case they came in.
+    """
 
     __tablename__ = "users"
 
@@ -31,6 +34,10 @@ class User(db.Model):  # type: ignore[name-defined,misc]
     trial_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     trial_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @validates("email")
+    def _lower_case(self, _key: str, email: str) -> str:
+        return email.lower()
 
     def to_dict(self) -> dict[str, Any]:
         return {

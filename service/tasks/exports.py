@@ -2,6 +2,7 @@
 
 Rows are read in primary-key order in batches, written to a temporary file and moved into
 place at the end, so a download never sees a partial file and a rerun starts from scratch.
+Text that a spreadsheet would run as a formula is written with a leading single quote.
 """
 
 from __future__ import annotations
@@ -72,5 +73,13 @@ def export_table(export_id: int) -> dict[str, Any]:
     return {"export_id": export.id, "rows": done}
 
 
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value

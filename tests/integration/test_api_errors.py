@@ -100,8 +100,38 @@ def test_a_valid_request_is_what_lands_in_redis(
         (
             "/jobs/add",
             {"a": 1, "b": 2, "eta": "2030-01-01T00:00:00"},
-            None,
-            "eta must carry a timezone",
+            "eta",
+            "eta: must be a date-time with a zone",
+        ),
+        (
+            "/jobs/add",
+            {"a": 1, "b": 2, "eta": "0001-01-01T00:00:00+14:00"},
+            "eta",
+            "eta: is out of range",
+        ),
+        (
+            "/jobs/add",
+            {"a": 9007199254740992, "b": 2},
+            "a",
+            "a: Input should be less than or equal to 9007199254740991",
+        ),
+        (
+            "/jobs/welcome-email",
+            {"user_id": 2**63},
+            "user_id",
+            "user_id: Input should be less than or equal to 9007199254740991",
+        ),
+        (
+            "/jobs/webhook",
+            {"endpoint_id": 1, "event_type": "a.b", "payload": {"x": [float("inf")]}},
+            "payload",
+            "payload: numbers must be finite, payload.x[0] is inf",
+        ),
+        (
+            "/jobs/webhook",
+            {"endpoint_id": 1, "event_type": "a.b", "payload": {"x": "a\x00b"}},
+            "payload",
+            "payload: strings must not contain NUL",
         ),
         ("/jobs/welcome-email", {"user_id": 999}, "user_id", "user_id: no user with id 999"),
         (

@@ -139,7 +139,7 @@ class Stack:
     def start(self) -> None:
         """Redis first, then the migration, the sinks and the rest; return once all answer."""
         o = self.options
-        self.env = prepare_state(self.state, o.smtp_port)
+        self.env = prepare_state(self.state, o.smtp_port, o.webhook_port)
         clash = port_clash(o, starting_redis=broker.named_broker(self.env) is None)
         if clash:
             raise DevstackError(clash)

@@ -30,7 +30,7 @@ def _secret_file(path: Path, make: str) -> str:
     return path.read_text().strip()
 
 
-def prepare_state(state: Path, smtp_port: int) -> dict[str, str]:
+def prepare_state(state: Path, smtp_port: int, webhook_port: int) -> dict[str, str]:
     """Create the state dir and return the environment every child gets."""
     for sub in ("redis", "storage", "mail", "webhooks"):
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -56,8 +56,9 @@ def prepare_state(state: Path, smtp_port: int) -> dict[str, str]:
     env.setdefault("FLASK_API_KEYS", json.dumps([development]))
     sqlite = f"sqlite:///{state / 'flask_celery.db'}"
     env.setdefault("FLASK_SQLALCHEMY_DATABASE_URI", sqlite)
-    # Webhooks refuse loopback addresses unless allowed; the local receiver is on one.
-    env.setdefault("FLASK_WEBHOOK_ALLOWED_NETWORKS", f'["{HOST}/32"]')
+    # Webhooks refuse loopback addresses unless allowed: allow the local receiver's port, and
+    # nothing else there (Redis, web, Flower and the metrics ports share the address).
+    env.setdefault("FLASK_WEBHOOK_ALLOWED_NETWORKS", f'["{HOST}:{webhook_port}"]')
     return env
 
 

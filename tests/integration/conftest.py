@@ -7,6 +7,7 @@ shared; tests keep apart by creating their own rows.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +41,10 @@ def webhook_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookSi
 
 @pytest.fixture(scope="session")
 def stack_env(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: SmtpSink
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServer,
+    smtp_sink: SmtpSink,
+    webhook_sink: WebhookSink,
 ) -> dict[str, str]:
     """The environment every process of the stack gets, with a migrated SQLite database."""
     state = tmp_path_factory.mktemp("state")
@@ -49,8 +53,8 @@ def stack_env(
         "FLASK_SMTP_PORT": str(smtp_sink.port),
         "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus"),
         "PYTHONUNBUFFERED": "1",
-        # the webhook receivers of these tests listen on loopback, which is refused by default
-        "FLASK_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        # loopback is refused by default: allow the webhook receiver's port there, nothing else
+        "FLASK_WEBHOOK_ALLOWED_NETWORKS": json.dumps([f"127.0.0.1:{webhook_sink.port}"]),
     }
     # databases 0 and 1 of the session redis-server are the locally run chart's (tests/chart):
     # the stack's own keep its queues, results, worker pings and beat lock apart from them

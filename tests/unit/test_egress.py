@@ -7,10 +7,13 @@ reusing the guard's own lists: a range dropped from the guard fails here.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from devstack.state import prepare_state
 from service.outbound.egress import (
     AllowedNetwork,
     EgressRefused,
@@ -244,3 +247,15 @@ def test_the_system_resolver_answers_names_and_tells_a_missing_name() -> None:
         assert "nothing.invalid: does not resolve" in str(exc)
     else:
         pytest.fail("nothing.invalid resolved")
+
+
+def test_the_local_stack_lets_webhooks_reach_its_receiver_and_nothing_else_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLASK_WEBHOOK_ALLOWED_NETWORKS", raising=False)
+    env = prepare_state(tmp_path, smtp_port=8025, webhook_port=8090)
+    allowed = json.loads(env["FLASK_WEBHOOK_ALLOWED_NETWORKS"])
+    assert vet_url("http://127.0.0.1:8090/hooks/demo", allowed).port == 8090
+    for port in (6379, 8000, 5555, 8025, 9808):  # Redis, web, Flower, the SMTP sink, metrics
+        with pytest.raises(EgressRefused, match="refused: internal address"):
+            vet_url(f"http://127.0.0.1:{port}/", allowed)

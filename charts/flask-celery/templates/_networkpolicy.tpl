@@ -100,3 +100,14 @@ Peer for every pod of one namespace, by its kubernetes.io/metadata.name label.
     matchLabels:
       kubernetes.io/metadata.name: {{ . }}
 {{- end }}
+
+{{/*
+The TCP ports of an internet egress rule.
+ports: {{- include "flask-celery.networkPolicy.internetPorts" $np.internet.ports | trim | nindent 8 }}
+*/}}
+{{- define "flask-celery.networkPolicy.internetPorts" -}}
+{{- range . }}
+- port: {{ . }}
+  protocol: TCP
+{{- end }}
+{{- end }}

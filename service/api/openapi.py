@@ -254,11 +254,14 @@ def build() -> dict[str, Any]:
             }
         }
     for path, summary, model_name, described in CREATE_ENDPOINTS:
+        responses = {"201": {"description": described}, **_ERRORS}
+        if path == "/webhook-endpoints":  # a URL that reaches inside is refused
+            responses["422"] = {"$ref": "#/components/responses/Error"}
         paths[path] = {
             "post": {
                 "summary": summary,
                 "requestBody": _body(model_name),
-                "responses": {"201": {"description": described}, **_ERRORS},
+                "responses": responses,
             }
         }
     id_param = {

@@ -9,6 +9,7 @@ request is made. Jobs and endpoints go through the API of an app on the same dat
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -73,6 +74,10 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
     127.0.0.2 and a receiver on 127.0.0.1 outside the allowlist."""
     directory = tmp_path_factory.mktemp("retries")
     stack = Stack.start(directory, env=POLICY)
+    # the in-process app answers the API here, and vets endpoint URLs as web would
+    stack.app.config["WEBHOOK_ALLOWED_NETWORKS"] = json.loads(
+        POLICY["FLASK_WEBHOOK_ALLOWED_NETWORKS"]
+    )
     sink = RetryAfterSink(directory / "hooks", host="127.0.0.2").start()
     refused = WebhookSink(directory / "refused", host="127.0.0.1").start()
     try:

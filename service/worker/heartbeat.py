@@ -6,8 +6,12 @@ answers while the worker consumes nothing. Instead a consumer bootstep touches t
 starts when the consumer has connected and declared its queues, and stops when the connection is
 lost, so a stale file means "not consuming". The same tick renews the worker's key in the
 registry of live workers (`service.worker.registry`), removed again when the step stops, and
-prunes the in-flight sets of the worker's queues (`service.worker.inflight`).
+prunes the in-flight sets of the worker's queues (`service.worker.inflight`). All of that goes
+through a Redis client of its own, never the consumer's broker connection.
 `python -m service.worker.probes worker` reads the file.
+
+The step brings in `service.worker.reconnect.ReleaseChannels`, which keeps a Redis restart from
+stopping the worker, so that one registration in `celery_init_app` adds both.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
     `writing_to(path)` returns.
     """
 
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+    requires = {"celery.worker.consumer.tasks:Tasks", "service.worker.reconnect:ReleaseChannels"}
     path: Path
 
     @classmethod

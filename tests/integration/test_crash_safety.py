@@ -8,6 +8,7 @@ delivery, exactly-once effect, nothing lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from service.data.db import db
@@ -148,3 +150,45 @@ def test_workers_reconnect_after_a_redis_restart_and_finish_the_rest(
     )
     record_property("summary", summary)
     print(summary)
+
+
+def stop_redis_subscribers_first(stack: Stack) -> None:
+    """Shut the stack's Redis down right after closing its pub/sub connections, in one round
+    trip: a worker's remote-control subscription sees Redis go before its BRPOP does."""
+    pipe = stack.broker().pipeline(transaction=False)
+    pipe.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    pipe.execute_command("SHUTDOWN")
+    with contextlib.suppress(redis.ConnectionError):
+        pipe.execute()  # SHUTDOWN answers by closing the connection
+    assert stack.redis.proc is not None
+    stack.redis.proc.wait(timeout=10)
+
+
+def test_a_worker_outlives_redis_vanishing_while_it_waits_for_work_with_a_task_unacked(
+    aof_stack: Stack,
+) -> None:
+    # One task running leaves a free slot, so the consumer waits on BRPOP with a message
+    # unacknowledged; Redis is seen gone on the remote-control subscription first. kombu's
+    # teardown then leaves the default channel half closed, and without
+    # service.worker.reconnect the worker dies of AttributeError instead of reconnecting.
+    worker = aof_stack.worker("w1", concurrency=2)
+    log = aof_stack.directory / "w1.log"
+    aof_stack.send_effects(range(1), 2.0)
+    wait_until(lambda: aof_stack.executions() == 1, timeout=10, what="first task running")
+    stop_redis_subscribers_first(aof_stack)
+    wait_until(
+        lambda: worker.poll() is not None or "Connection to broker lost" in log.read_text(),
+        timeout=30,
+        what="the worker noticing the broker is gone",
+    )
+    aof_stack.redis.start()
+    aof_stack.send_effects(range(1, 2))
+    wait_until(
+        lambda: worker.poll() is not None or 1 in aof_stack.effects(),
+        timeout=30,
+        what=f"the next task's effect (log: {log})",
+    )
+    text = log.read_text()
+    assert "Unrecoverable error" not in text, text[text.find("Unrecoverable error") :][:3000]
+    assert worker.poll() is None, text[-3000:]
+    assert aof_stack.effects() == {0: 1, 1: 1}

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from service.worker.inflight import inflight_key, prune, track
+from service.worker.registry import live_workers
 from tests.support.processes import stop, wait_until
 from tests.support.redis_server import RedisServer
 from tests.support.stack import INCLUDE_TEST_TASKS, celery_client, start_worker
@@ -58,9 +59,14 @@ def test_liveness_follows_the_broker_connection(
     env = env_for(own_redis, stack_env, tmp_path)
     heartbeat = tmp_path / "heartbeat"
     assert probe(heartbeat).returncode == 1  # no worker yet
-    proc, _ = start_worker(env, ("default",), tmp_path / "worker.log", concurrency=1)
+    proc, node = start_worker(env, ("default",), tmp_path / "worker.log", concurrency=1)
+
+    def registered() -> list[str]:
+        return [w.node for w in live_workers(redis.Redis.from_url(own_redis.url(0)))]
+
     try:
         wait_until(lambda: probe(heartbeat).returncode == 0, timeout=20, what="fresh heartbeat")
+        wait_until(lambda: registered() == [node], timeout=10, what="registry key")
         own_redis.stop()  # the consumer loses its connection: the heartbeat stops
         result = wait_until(
             lambda: (r := probe(heartbeat)).returncode == 1 and r,
@@ -72,9 +78,13 @@ def test_liveness_follows_the_broker_connection(
         wait_until(
             lambda: probe(heartbeat).returncode == 0, timeout=60, what="heartbeat after reconnect"
         )
+        # the registry, written beside the heartbeat over a client of its own, follows too
+        wait_until(lambda: registered() == [node], timeout=20, what="registry key after reconnect")
+        assert proc.poll() is None
     finally:
         stop(proc)
     assert not heartbeat.exists()  # a stopped worker leaves no fresh heartbeat behind
+    assert registered() == []  # nor a registry key
 
 
 def test_inflight_set_counts_running_tasks_until_they_end(

@@ -85,8 +85,10 @@ def _bearer_token() -> str | None:
 def _authorize() -> None:
     endpoint = request.endpoint or ""
     view = current_app.view_functions.get(endpoint)
-    rule = rule_of(endpoint, view) if view is not None else PUBLIC
-    if rule == PUBLIC:  # also unmatched paths: they answer 404 or 405
+    # a path or method no route serves answers 404 or 405, but only to a known caller: a
+    # stranger learns nothing about which paths exist
+    rule = rule_of(endpoint, view) if view is not None else AUTHENTICATED
+    if rule == PUBLIC:
         return
     if rule is None:  # a view added after start without a rule: closed, never open
         raise ApiError(403, "forbidden", "this route declares no access rule")

@@ -8,7 +8,6 @@ shared; tests keep apart by creating their own rows.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,13 @@ from service.routing import WORKER_GROUPS
 from tests.support.auth import bearer
 from tests.support.processes import free_port, stop
 from tests.support.redis_server import RedisServer
-from tests.support.stack import BIN, stack_environment, stack_flask_app, start_web, start_worker
+from tests.support.stack import (
+    migrate,
+    stack_environment,
+    stack_flask_app,
+    start_web,
+    start_worker,
+)
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +65,7 @@ def stack_env(
     # the stack's own keep its queues, results, worker pings and beat lock apart from them
     env = stack_environment(state, redis_server.url(2), redis_server.url(3), extra)
     (state / "prometheus").mkdir()
-    subprocess.run(
-        [BIN / "flask", "--app", "service.wsgi", "db", "upgrade"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    migrate(env)
     return env
 
 

@@ -44,6 +44,16 @@ def stack_environment(
     }
 
 
+def migrate(env: dict[str, str]) -> None:
+    """Bring the database of `env` to the newest migration, as `flask db upgrade`."""
+    subprocess.run(
+        [BIN / "flask", "--app", "service.wsgi", "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start `cmd` in its own session with stdout and stderr appended to `log`."""
     with log.open("ab") as out:

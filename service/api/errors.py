@@ -3,16 +3,18 @@
 Every error body is ``{"error": <code>, "message": <text>}``, plus ``"field"`` when one field
 is to blame and ``"details"`` listing every problem found. Input is refused where it arrives:
 bodies by their models (`schemas`), ids in paths by `IdConverter`, and control characters in
-query strings before any view runs.
+query strings by `ApiRequest`.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Any, TypeVar
 
 import pydantic
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, ValidationError
 
@@ -103,10 +105,20 @@ class IdConverter(BaseConverter):
         return str(int(value))
 
 
-def _refuse_control_characters_in_query() -> None:
-    for name, value in request.args.items(multi=True):
-        if not re.fullmatch(NO_CONTROL_CHARACTERS, name + value):
-            raise bad_request(f"{name}: must not contain control characters", field=name)
+class ApiRequest(Request):
+    """A request whose query arguments are refused (400) when they hold control characters.
+
+    Checked when a view first reads them, so after authentication; PostgreSQL cannot compare
+    a column with a string holding NUL.
+    """
+
+    @cached_property
+    def args(self) -> MultiDict[str, str]:
+        args = super().args
+        for name, value in args.items(multi=True):
+            if not re.fullmatch(NO_CONTROL_CHARACTERS, name + value):
+                raise bad_request(f"{name}: must not contain control characters", field=name)
+        return args
 
 
 def init_app(app: Flask) -> None:
@@ -115,7 +127,7 @@ def init_app(app: Flask) -> None:
     Runs before any blueprint is registered: a route's converters are looked up when it is.
     """
     app.url_map.converters["int"] = IdConverter
-    app.before_request(_refuse_control_characters_in_query)
+    app.request_class = ApiRequest
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int]:

@@ -1,0 +1,123 @@
+"""Migration 0004 on both databases: emails written before it are lower-cased, or it stops.
+
+Rows are inserted with plain SQL at revision 0003, as the API of that time could leave them.
+PostgreSQL is a throwaway server (see test_ledger), with a fresh database per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from service import create_app
+from service.data.db import db, utcnow
+from tests.integration.test_ledger import Postgres, postgres_bindir
+from tests.support.auth import api_keys_setting, bearer
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest) -> Iterator[Postgres | None]:
+    """None for SQLite; a PostgreSQL server for the module otherwise."""
+    if request.param == "sqlite":
+        yield None
+        return
+    postgres = Postgres(postgres_bindir()).start()
+    yield postgres
+    postgres.stop()
+
+
+@pytest.fixture
+def app(server: Postgres | None, tmp_path: Path) -> Iterator[Flask]:
+    """An app on an empty database of its own, migrated to 0003."""
+    uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    if server is not None:
+        name = f"t{uuid4().hex[:12]}"
+        admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        uri = server.url.rsplit("/", 1)[0] + f"/{name}"
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": uri,
+            "STORAGE_DIR": str(tmp_path / "storage"),
+            "API_KEYS": api_keys_setting(),
+            "CELERY": {"broker_url": "redis://127.0.0.1:9/0", "result_backend": None},
+        }
+    )
+    with app.app_context():
+        migrate(flask_migrate.upgrade, "0003")
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def migrate(command: Callable[..., None], revision: str = "head") -> None:
+    """Run `command` (upgrade, downgrade) with no session holding a connection: env.py's
+    advisory lock on PostgreSQL stays with the pooled connection that first took it."""
+    db.session.remove()
+    command(revision=revision)
+    db.session.remove()
+
+
+def insert_users(*emails: str) -> None:
+    db.session.execute(
+        sa.text(
+            "INSERT INTO users (email, name, plan, created_at) VALUES (:email, 'x', 'trial', :at)"
+        ),
+        [{"email": email, "at": utcnow().replace(tzinfo=None)} for email in emails],
+    )
+    db.session.commit()
+
+
+def emails() -> list[str]:
+    return list(db.session.scalars(sa.text("SELECT email FROM users ORDER BY id")))
+
+
+def revision() -> str:
+    return str(db.session.scalar(sa.text("SELECT version_num FROM alembic_version")))
+
+
+def test_upgrade_lower_cases_every_email_and_the_api_then_finds_them_in_any_case(
+    app: Flask,
+) -> None:
+    insert_users("Ada@Example.COM", "bob@example.com", "CAROL@EXAMPLE.ORG")
+    migrate(flask_migrate.upgrade)
+    assert revision() == "0004"
+    assert emails() == ["ada@example.com", "bob@example.com", "carol@example.org"]
+
+    client = app.test_client()
+    response = client.post(
+        "/users", json={"email": "ADA@example.com", "name": "Ada"}, headers=bearer()
+    )
+    assert response.status_code == 409
+    migrate(flask_migrate.downgrade, "0003")
+    assert revision() == "0003"
+
+
+@pytest.mark.usefixtures("app")
+def test_upgrade_stops_on_emails_that_differ_only_in_case_and_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    insert_users(
+        "Ada@Example.COM", "bob@example.com", "ada@example.com", "Bob@Example.com", "x@y.z"
+    )
+    with pytest.raises(SystemExit):  # flask-migrate logs the error and exits
+        migrate(flask_migrate.upgrade)
+    db.session.remove()
+    assert "emails differ only in case: ada@example.com, bob@example.com; give" in caplog.text
+    assert revision() == "0003"
+    assert emails() == [
+        "Ada@Example.COM",
+        "bob@example.com",
+        "ada@example.com",
+        "Bob@Example.com",
+        "x@y.z",
+    ]

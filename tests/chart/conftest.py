@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.chart import NAME, helm_binaries, helm_id, process_helm
+from tests.support.chart import NAME, TEST_API_KEYS, helm_binaries, helm_id, process_helm
 from tests.support.chart import render as _render
 from tests.support.chart_processes import LocalCluster, LocalContainer
 from tests.support.redis_server import RedisServer
@@ -35,8 +35,10 @@ def render(helm: str) -> Callable[..., list[dict[str, Any]]]:
 def local_cluster(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> LocalCluster:
-    """The default render's pods, resolved for local runs against `redis_server` (starts none)."""
-    return LocalCluster(_render(process_helm()), redis_server.port, tmp_path_factory.mktemp("pods"))
+    """The pods of the default render with the test API keys (tests/support/auth.py), resolved
+    for local runs against `redis_server` (starts none)."""
+    docs = _render(process_helm(), TEST_API_KEYS)
+    return LocalCluster(docs, redis_server.port, tmp_path_factory.mktemp("pods"))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.auth import api_keys_setting
 from tests.support.chart import CHART, NAMESPACE, ROOT, helm_env
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -24,6 +25,7 @@ PRODUCTION = {
     "networkPolicy": {"enabled": True},
     "metrics": {"enabled": True},
     "web": {"ingress": {"enabled": True}, "autoscaling": {"enabled": True}},
+    "auth": {"apiKeys": api_keys_setting()},
 }
 #: The development default, locked down: the bundled PostgreSQL behind NetworkPolicies.
 BUNDLED_WITH_POLICIES = {"networkPolicy": {"enabled": True}}

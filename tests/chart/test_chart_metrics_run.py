@@ -19,7 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.api import wait_for_job
-from tests.support.chart import NAME, process_helm, render
+from tests.support.auth import bearer
+from tests.support.chart import NAME, TEST_API_KEYS, process_helm, render
 from tests.support.chart_processes import LocalCluster, LocalContainer, stop_all
 from tests.support.processes import wait_until
 from tests.support.redis_server import RedisServer
@@ -33,8 +34,9 @@ PORT_VARIABLES = ("FLASK_WORKER_METRICS_PORT", "FLASK_EXPORTER_PORT")
 def metrics_cluster(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> LocalCluster:
-    """The pods of a render with metrics.enabled, resolved for local runs (starts none)."""
-    docs = render(process_helm(), {"metrics": {"enabled": True}})
+    """The pods of a render with metrics.enabled and the test API keys, resolved for local runs
+    (starts none)."""
+    docs = render(process_helm(), {"metrics": {"enabled": True}, **TEST_API_KEYS})
     return LocalCluster(docs, redis_server.port, tmp_path_factory.mktemp("metrics-pods"))
 
 
@@ -92,7 +94,8 @@ def samples(family: Any, suffix: str = "") -> list[Any]:
 def export_job(pods: dict[str, LocalContainer]) -> dict[str, Any]:
     """One export job, sent through web and run by the reports worker to success."""
     web = pods["web"]
-    with httpx.Client(base_url=f"http://127.0.0.1:{web.ports[8000]}", timeout=10) as api:
+    base_url = f"http://127.0.0.1:{web.ports[8000]}"
+    with httpx.Client(base_url=base_url, headers=bearer(), timeout=10) as api:
         job = api.post("/jobs/export", json={"table": "users"})
         assert job.status_code == 202, job.text
         status = wait_for_job(api, job.json()["status_url"])

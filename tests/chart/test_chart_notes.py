@@ -3,23 +3,9 @@ dev-default warnings."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.support.chart import CHART, HelmRenderError, helm_env, validate_object
-
-
-def notes(helm: str, *sets: str) -> str:
-    """NOTES of a client-side dry-run install (helm template does not render NOTES.txt)."""
-    cmd = [helm, "install", "rel", str(CHART), "--dry-run=client", "--namespace", "fc"]
-    cmd += [a for s in sets for a in ("--set", s)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=helm_env())
-    if "cluster unreachable" in out.stderr:
-        pytest.skip("this helm's install --dry-run=client still needs a reachable cluster (helm 3)")
-    if out.returncode:
-        raise HelmRenderError(out.stderr)
-    return out.stdout.split("NOTES:", 1)[1]
+from tests.support.chart import notes, validate_object
 
 
 def test_notes_show_access_and_scaling_commands(helm):
@@ -93,3 +79,42 @@ def test_validator_rejects_unknown_fields():
     scaled["spec"]["triggers"][0] = {"type": "redis", "metadata": {"listLength": 5}}
     with pytest.raises(AssertionError, match="listLength"):
         validate_object(scaled)
+
+
+def test_notes_send_the_bearer_header_and_show_how_to_get_a_key(helm):
+    text = notes(helm)
+    assert "needs `Authorization: Bearer <token>`" in text
+    assert 'curl -X POST http://127.0.0.1:8000/jobs/add -H "Authorization: Bearer $TOKEN"' in text
+    exec_web = "kubectl -n fc exec deploy/rel-flask-celery-web -c web -- flask --app service.wsgi"
+    assert f"{exec_web} api-keys create NAME --scope enqueue --scope read" in text
+    assert f"{exec_web} api-keys digest NAME --scope enqueue --scope read" in text
+    assert "identity provider" not in text
+
+
+def test_notes_ingress_example_sends_the_header(helm):
+    text = notes(helm, "web.ingress.enabled=true", "web.ingress.tls[0].secretName=tls")
+    assert (
+        'curl -X POST https://flask-celery.local/jobs/add -H "Authorization: Bearer $TOKEN"' in text
+    )
+    assert "port-forward svc/rel-flask-celery-web" not in text
+
+
+def test_notes_name_where_the_release_keys_and_tokens_come_from(helm):
+    key = "auth.apiKeys[0].{}"
+    chart_keys = notes(
+        helm,
+        key.format("name=ci"),
+        key.format("scopes[0]=enqueue"),
+        key.format("sha256=" + "a" * 64),
+        "auth.jwt.issuer=https://login.example.com/",
+        "auth.jwt.audience=jobs",
+        "auth.jwt.jwksUrl=https://login.example.com/jwks",
+    )
+    assert "The 1 key(s) of auth.apiKeys are accepted too" in chart_keys
+    assert "Secret rel-flask-celery-api-keys" in chart_keys
+    assert "api-keys digest" not in chart_keys
+    assert "identity provider https://login.example.com/ for audience jobs" in chart_keys
+    assert '"scope" claim' in chart_keys
+    existing = notes(helm, "auth.existingSecret=keys")
+    assert "The keys listed in Secret keys (key api-keys.json) are accepted too" in existing
+    assert "kubectl -n fc rollout restart deploy/rel-flask-celery-web" in existing

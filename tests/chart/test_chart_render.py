@@ -13,6 +13,7 @@ from typing import Any
 import jmespath
 import pytest
 
+from tests.support.auth import api_keys_setting
 from tests.support.chart import EXTERNAL_REDIS, by_kind
 from tests.support.chart_processes import local_path
 
@@ -95,6 +96,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"enabled": True},
         "metrics": {"enabled": True},
         "flower": {"urlPrefix": "flower"},
+        "auth": {
+            "apiKeys": api_keys_setting(),
+            "jwt": {
+                "issuer": "https://login.example.com/",
+                "audience": "flask-celery",
+                "jwksUrl": "https://login.example.com/.well-known/jwks.json",
+            },
+        },
     },
 }
 
@@ -198,9 +207,24 @@ def secret_mounts(docs: list[dict[str, Any]], workload: str, c: dict[str, Any]) 
     return {m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in secrets}
 
 
-SECRET_WORDS = ("PASSWORD", "SECRET", "AUTH", "BROKER_URL", "RESULT_BACKEND", "DATABASE_URI")
-#: Names with a secret word that hold no secret.
-NOT_SECRET = {"FLOWER_AUTH", "FLOWER_AUTH_PROVIDER"}
+SECRET_WORDS = (
+    "PASSWORD",
+    "SECRET",
+    "AUTH",
+    "API_KEYS",
+    "BROKER_URL",
+    "RESULT_BACKEND",
+    "DATABASE_URI",
+)
+#: Names with a secret word that hold no secret (the identity provider's settings are public).
+NOT_SECRET = {
+    "FLOWER_AUTH",
+    "FLOWER_AUTH_PROVIDER",
+    "FLASK_AUTH_JWT_ISSUER",
+    "FLASK_AUTH_JWT_AUDIENCE",
+    "FLASK_AUTH_JWT_JWKS_URL",
+    "FLASK_AUTH_JWT_SCOPES_CLAIM",
+}
 
 
 def test_secrets_reach_containers_only_through_secret_key_refs(docs):

@@ -10,6 +10,7 @@ processes and fail once a worker is gone.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,8 @@ from redbeat.schedulers import RedBeatConfig
 
 from service.worker.inflight import inflight_key
 from tests.support.api import wait_for_job
-from tests.support.chart import NAME, one
+from tests.support.auth import API_KEY, CLIENT_KEY, bearer
+from tests.support.chart import NAME, notes, one, process_helm
 from tests.support.chart_processes import LocalCluster, LocalContainer, exec_argv, stop_all
 from tests.support.processes import wait_until
 from tests.support.stack import INCLUDE_TEST_TASKS
@@ -34,6 +36,12 @@ WORKERS = {group: NAME.format(f"worker-{group}") for group in GROUPS}
 
 def flag(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
+
+
+def api_client(web: LocalContainer, token: str | None = API_KEY) -> httpx.Client:
+    """An HTTP client for the web pod that presents `token` (none when None)."""
+    headers = bearer(token) if token else {}
+    return httpx.Client(base_url=f"http://127.0.0.1:{web.ports[8000]}", headers=headers, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def test_a_user_created_through_web_is_exported_by_a_worker(pods, local_web):
     # web writes the user and the job row, the reports worker reads and updates them: one
     # database for every pod, as the bundled PostgreSQL is
     worker = pods[WORKERS["reports"]].running()
-    with httpx.Client(base_url=f"http://127.0.0.1:{local_web.ports[8000]}", timeout=10) as api:
+    with api_client(local_web) as api:
         email = f"{uuid4().hex}@example.com"
         created = api.post("/users", json={"email": email, "name": "Ada Lovelace"})
         assert created.status_code == 201, created.text
@@ -66,6 +74,36 @@ def test_a_user_created_through_web_is_exported_by_a_worker(pods, local_web):
         local_web.env["FLASK_SQLALCHEMY_DATABASE_URI"]
         == worker.env["FLASK_SQLALCHEMY_DATABASE_URI"]
     )
+
+
+def test_web_takes_the_release_keys_from_the_rendered_secret(local_web):
+    # auth.apiKeys -> the chart's Secret -> secretKeyRef -> FLASK_API_KEYS -> the app's keys
+    body = {"a": 1, "b": 2}
+    with api_client(local_web, None) as anonymous:
+        assert anonymous.post("/jobs/add", json=body).status_code == 401
+        assert anonymous.get("/readyz").status_code == 200
+    with api_client(local_web, "fck_not-a-release-key") as stranger:
+        assert stranger.post("/jobs/add", json=body).status_code == 401
+    with api_client(local_web, CLIENT_KEY) as client:
+        assert client.post("/jobs/add", json=body).status_code == 202
+        assert client.get("/dead-letters").status_code == 403
+    with api_client(local_web) as operator:
+        assert operator.get("/dead-letters").status_code == 200
+
+
+def test_the_key_that_notes_tell_how_to_create_is_accepted(local_web):
+    # NOTES.txt's `kubectl exec deploy/<web> -c web -- flask ... api-keys create NAME ...`, run
+    # as kubectl exec would: in the web container's environment, against its database
+    (line,) = [x for x in notes(process_helm()).splitlines() if "api-keys create" in x]
+    exec_web, command = line.split(" -- ", 1)
+    assert exec_web.strip().endswith(f"exec deploy/{local_web.pod} -c {local_web.spec['name']}")
+    name = f"notes-{uuid4().hex[:8]}"
+    created = local_web.exec([name if a == "NAME" else a for a in shlex.split(command)])
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    with api_client(local_web, token) as api:
+        assert api.post("/jobs/add", json={"a": 1, "b": 2}).status_code == 202
+        assert api.get("/dead-letters").status_code == 403  # enqueue and read only
 
 
 def test_each_worker_consumes_exactly_the_queues_its_scaledobject_counts(

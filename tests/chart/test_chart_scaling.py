@@ -20,6 +20,7 @@ import redis
 from celery.result import AsyncResult
 
 from tests.support import keda
+from tests.support.auth import bearer
 from tests.support.chart import NAME, one, process_helm, render
 from tests.support.chart_processes import LocalCluster, LocalContainer
 from tests.support.redis_server import RedisServer
@@ -52,8 +53,9 @@ def idle_broker(
 
 @pytest.fixture
 def api(local_web: LocalContainer) -> Iterator[httpx.Client]:
-    """An HTTP client for the session's web pod."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{local_web.ports[8000]}", timeout=10) as client:
+    """An HTTP client for the session's web pod, sending the test API key."""
+    base_url = f"http://127.0.0.1:{local_web.ports[8000]}"
+    with httpx.Client(base_url=base_url, headers=bearer(), timeout=10) as client:
         yield client
 
 

@@ -24,6 +24,8 @@ import yaml
 from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 
+from tests.support.auth import api_keys_setting
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flask-celery"
 NAMESPACE = "flask-celery"
@@ -160,6 +162,18 @@ def render_error(helm: str, values: dict[str, Any]) -> str:
     return str(info.value)
 
 
+def notes(helm: str, *sets: str, namespace: str = "fc") -> str:
+    """NOTES of a client-side dry-run install (helm template does not render NOTES.txt)."""
+    cmd = [helm, "install", "rel", str(CHART), "--dry-run=client", "--namespace", namespace]
+    cmd += [a for s in sets for a in ("--set", s)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=helm_env(), timeout=120)
+    if "cluster unreachable" in out.stderr:
+        pytest.skip("this helm's install --dry-run=client still needs a reachable cluster (helm 3)")
+    if out.returncode:
+        raise HelmRenderError(out.stderr)
+    return out.stdout.split("NOTES:", 1)[1]
+
+
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
@@ -183,6 +197,9 @@ def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A container's env entries by name."""
     return {e["name"]: e for e in c.get("env", [])}
 
+
+#: Values that make web accept the test keys of tests/support/auth.py (their digests only).
+TEST_API_KEYS = {"auth": {"apiKeys": api_keys_setting()}}
 
 #: Values for an external Redis over TLS whose URLs live in an existing Secret.
 EXTERNAL_REDIS = {

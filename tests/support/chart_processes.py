@@ -122,6 +122,13 @@ class LocalContainer:
             )
         return self.proc
 
+    def exec(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `argv` beside the container's process, as `kubectl exec` does: same environment
+        and working directory, output captured."""
+        return subprocess.run(
+            argv, env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=timeout
+        )
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

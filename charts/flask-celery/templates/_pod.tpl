@@ -18,6 +18,8 @@ the directories the image creates for storage and metrics. Arguments:
                                  probes, resources
   metricsPort                    adds the Prometheus scrape annotations when metrics are
                                  scraped by annotation
+  annotations                    YAML of the component's own pod annotations (checksums of
+                                 the Secrets it reads at start), optional
   terminationGracePeriodSeconds  set on the pod when given
 The migration hook Job (component "migrations") runs once, before the release's regular
 objects exist: restartPolicy Never, its own hook ServiceAccount (named like the Job), only
@@ -31,7 +33,7 @@ containers, and its storage is an emptyDir (flask-celery.volumes.app).
 {{- $selector := dict "ctx" .ctx "component" .component "group" .group -}}
 metadata:
   labels: {{- include "flask-celery.pod.labels" $selector | nindent 4 }}
-  {{- with include "flask-celery.pod.annotations" (dict "ctx" .ctx "metricsPort" .metricsPort) }}
+  {{- with include "flask-celery.pod.annotations" (dict "ctx" .ctx "metricsPort" .metricsPort "own" .annotations) }}
   annotations: {{- . | nindent 4 }}
   {{- end }}
 spec:
@@ -69,12 +71,12 @@ volume mounts around the caller's own `fields` (command, ports, env, probes, res
 {{- end }}
 
 {{/*
-Pod annotations: the user's, plus Prometheus scrape hints when Prometheus finds the pods by
-annotation (flask-celery.metrics.byAnnotations).
+Pod annotations: the user's, the component's own (`own`, YAML, optional), plus Prometheus
+scrape hints when Prometheus finds the pods by annotation (flask-celery.metrics.byAnnotations).
 {{ include "flask-celery.pod.annotations" (dict "ctx" $ "metricsPort" 9808) | nindent 8 }}
 */}}
 {{- define "flask-celery.pod.annotations" -}}
-{{- $a := deepCopy .ctx.Values.podAnnotations }}
+{{- $a := mergeOverwrite (deepCopy .ctx.Values.podAnnotations) (fromYaml (default "" .own)) }}
 {{- if and (include "flask-celery.metrics.byAnnotations" .ctx) .metricsPort }}
 {{- $_ := set $a "prometheus.io/scrape" "true" }}
 {{- $_ := set $a "prometheus.io/port" (toString .metricsPort) }}

@@ -21,6 +21,7 @@ Render nothing, or fail listing every violated rule.
 {{- $messages = append $messages (include "flask-celery.validate.flower" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.networkPolicy" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.metrics" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.auth" .) }}
 {{- $messages = without $messages "" }}
 {{- if $messages }}
 {{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail }}
@@ -254,6 +255,48 @@ see a series.
 {{- if $unmatched }}
 {{- $out = append $out (printf "metrics.prometheusRule.jobRegex (%q) does not match the scrape jobs %s, so the alerts would never see their series; set metrics.prometheusRule.jobRegex to match them, or keep \"celery\" in the object names (the release name, nameOverride or fullnameOverride)." $m.prometheusRule.jobRegex (join ", " $unmatched)) }}
 {{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+API authentication: keys from one place (auth.apiKeys or auth.existingSecret); each name once
+(web would refuse to start) and each digest once (one token would silently be one of two keys);
+an identity provider given whole or not at all (web would refuse to start).
+{{ include "flask-celery.validate.auth" . }}
+*/}}
+{{- define "flask-celery.validate.auth" -}}
+{{- $out := list }}
+{{- $a := .Values.auth }}
+{{- if and $a.apiKeys $a.existingSecret }}
+{{- $out = append $out (printf "auth.apiKeys and auth.existingSecret are both set, and web reads its keys from one Secret: move the auth.apiKeys entries into the JSON list under key %q of Secret %q and remove auth.apiKeys, or unset auth.existingSecret." $a.existingSecretKey $a.existingSecret) }}
+{{- end }}
+{{- $names := dict }}
+{{- $digests := dict }}
+{{- range $i, $k := $a.apiKeys }}
+{{- if hasKey $names $k.name }}
+{{- $out = append $out (printf "auth.apiKeys[%d]: the name %q is already used by auth.apiKeys[%s]; rename auth.apiKeys[%d].name." $i $k.name (get $names $k.name) $i) }}
+{{- else }}
+{{- $_ := set $names $k.name (toString $i) }}
+{{- end }}
+{{- if hasKey $digests $k.sha256 }}
+{{- $out = append $out (printf "auth.apiKeys[%d] (%s): its sha256 is that of auth.apiKeys[%s], so one token would be two keys; give auth.apiKeys[%d] the digest of a token of its own (flask api-keys digest %s)." $i $k.name (get $digests $k.sha256) $i $k.name) }}
+{{- else }}
+{{- $_ := set $digests $k.sha256 (toString $i) }}
+{{- end }}
+{{- end }}
+{{- $jwt := $a.jwt }}
+{{- $given := list }}
+{{- $missing := list }}
+{{- range $key := list "issuer" "audience" "jwksUrl" }}
+{{- if get $jwt $key }}
+{{- $given = append $given (printf "auth.jwt.%s" $key) }}
+{{- else }}
+{{- $missing = append $missing (printf "auth.jwt.%s" $key) }}
+{{- end }}
+{{- end }}
+{{- if and $given $missing }}
+{{- $out = append $out (printf "%s set without %s: an identity provider needs its issuer, audience and JWKS URL together; set %s, or unset %s." (join ", " $given) (join ", " $missing) (join ", " $missing) (join ", " $given)) }}
 {{- end }}
 {{- join "\n" $out }}
 {{- end }}

@@ -16,6 +16,7 @@ from .celery_app import celery_init_app
 from .data import db
 from .observability import logging as logs
 from .observability import metrics
+from .outbound import egress
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -29,6 +30,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.from_mapping(config.merge(app.config, overrides))
     config.check(app.config)
+    _check_webhook_allowance(app.config["WEBHOOK_ALLOWED_NETWORKS"])
     app.config.from_mapping(config.derive(app.config, app.instance_path))
     Path(app.config["STORAGE_DIR"]).mkdir(parents=True, exist_ok=True)
     logs.init_app(app)
@@ -38,3 +40,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     auth_cli.init_app(app)
     return app
+
+
+def _check_webhook_allowance(entries: Any) -> None:
+    """Refuse a malformed `WEBHOOK_ALLOWED_NETWORKS` at start, not at the first delivery."""
+    if not all(isinstance(entry, str) for entry in entries):
+        raise config.ConfigError(
+            f"FLASK_WEBHOOK_ALLOWED_NETWORKS={entries!r}: expected a JSON list of strings"
+        )
+    try:
+        egress.parse_allowed(entries)
+    except ValueError as exc:
+        raise config.ConfigError(f"FLASK_{exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,18 @@ def test_the_heartbeat_file_setting_reaches_the_worker_step(
     monkeypatch.setenv("FLASK_WORKER_HEARTBEAT_FILE", str(tmp_path / "beat"))
     steps = create_app().extensions["celery"].steps["consumer"]
     assert [step.path for step in steps if issubclass(step, Heartbeat)] == [tmp_path / "beat"]
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (["nonsense"], "FLASK_WEBHOOK_ALLOWED_NETWORKS: 'nonsense'"),
+        (["127.0.0.1/32:99999"], "port 99999 is out of range"),
+        ([5], "expected a JSON list of strings"),
+    ],
+)
+def test_a_malformed_webhook_allowance_stops_the_app_at_start(
+    entries: list[object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        create_app({"WEBHOOK_ALLOWED_NETWORKS": entries})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,9 @@ from tests.support.tiltcheck import REPO, HelmMissing, find_helm
 CHART = REPO / "charts/flask-celery"
 VALUES = REPO / "k8s-dev/values-dev.yaml"
 PREFIX = "dev-flask-celery"
+#: The development API key that values-dev.yaml accepts, and that the README and the Tiltfile tell
+#: the dev loop to send; committed on purpose, for the local cluster only.
+DEV_API_KEY = "fck_dev-only-kind-api-key"
 
 
 def _helm() -> str:
@@ -99,3 +105,21 @@ def test_web_reloads_and_workers_fit_the_cooldown() -> None:
         if kind == "ScaledObject":
             worker = _render()[("Deployment", name)]["spec"]["template"]["spec"]
             assert obj["spec"]["cooldownPeriod"] > worker["terminationGracePeriodSeconds"]
+
+
+def test_web_accepts_the_documented_development_key() -> None:
+    secret = _render()[("Secret", f"{PREFIX}-api-keys")]
+    keys = json.loads(base64.b64decode(secret["data"]["api-keys.json"]))
+    assert keys == [
+        {
+            "name": "dev",
+            "scopes": ["enqueue", "read", "operate"],
+            "sha256": hashlib.sha256(DEV_API_KEY.encode()).hexdigest(),
+        }
+    ]
+    web_env = {e["name"]: e for e in _main_container(f"{PREFIX}-web")["env"]}
+    assert web_env["FLASK_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == f"{PREFIX}-api-keys"
+    # the token itself is never a value, only documented next to its digest
+    assert DEV_API_KEY not in repr(_render())
+    for doc in ("k8s-dev/values-dev.yaml", "Tiltfile", "README.md"):
+        assert DEV_API_KEY in (REPO / doc).read_text(), f"{doc} does not name the development key"

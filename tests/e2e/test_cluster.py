@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.auth import api_keys_setting, bearer
 from tests.support.processes import free_port, stop, wait_until
 from tests.support.tiltcheck import REPO, HelmMissing, find_helm
 
@@ -107,7 +108,8 @@ def _image_values(image: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """The release installed with the dev values into a fresh namespace; removed afterwards."""
+    """The release installed with the dev values and the test API keys (tests/support/auth.py)
+    into a fresh namespace; removed afterwards."""
     if not IMAGE:
         pytest.fail("FLASK_CELERY_E2E_IMAGE is not set: the image the cluster pulls for every role")
     contexts = subprocess.run(
@@ -124,6 +126,7 @@ def cluster() -> Iterator[Cluster]:
             [c.helm, "upgrade", "--install", RELEASE, str(REPO / "charts/flask-celery"),
              "--kube-context", c.context, "--namespace", c.namespace,
              "-f", str(REPO / "k8s-dev/values-dev.yaml"), *_image_values(IMAGE),
+             "--set-json", f"auth.apiKeys={json.dumps(api_keys_setting())}",
              "--wait", "--timeout", "10m"],
             capture_output=True, text=True, timeout=700,
         )  # fmt: skip
@@ -147,14 +150,15 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def api(cluster: Cluster) -> Iterator[httpx.Client]:
-    """An HTTP client on a `kubectl port-forward` to the web Service, ready on /readyz."""
+    """An HTTP client on a `kubectl port-forward` to the web Service, ready on /readyz, sending
+    the test API key."""
     port = free_port()
     proc = subprocess.Popen(
         ["kubectl", "--context", cluster.context, "--namespace", cluster.namespace,
          "port-forward", f"svc/{PREFIX}-web", f"{port}:8000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(), timeout=10)
     try:
         wait_until(lambda: client.get("/readyz").status_code == 200, timeout=60, what="web /readyz")
         yield client

@@ -144,6 +144,12 @@ RESPONSE_SCHEMAS = {
     "DeadLetterWithTraceback": {"allOf": [_ref("DeadLetter"), _object(traceback=_STR_OR_NULL)]},
     "DeadLetters": _object(items={"type": "array", "items": _ref("DeadLetter")}, total=_INT),
 }
+UUID = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+#: gunicorn's own answer, in HTML, to a request line over its limit (4094 bytes by default).
+_REQUEST_LINE_TOO_LONG = {
+    "description": "The URL is longer than the server takes (gunicorn's answer, in HTML)",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
 #: What single operations answer, besides what every operation of their kind does.
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("/users", "post"): {
@@ -162,7 +168,8 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("/webhook-deliveries/{id}", "get"): {"200": _answer("A delivery", "WebhookDelivery")},
     ("/dead-letters/{id}", "get"): {"200": _answer("A dead letter", "DeadLetterWithTraceback")},
     ("/dead-letters", "get"): {
-        "200": _answer("A page of dead letters, and their total", "DeadLetters")
+        "200": _answer("A page of dead letters, and their total", "DeadLetters"),
+        "414": _REQUEST_LINE_TOO_LONG,
     },
     ("/invoices/{id}/pdf", "get"): {
         "200": _file("The PDF", "application/pdf"),
@@ -174,6 +181,7 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
         "409": _answer("The export is not done yet", "Error"),
         "410": _answer("The file is no longer in storage", "Error"),
     },
+    ("/jobs/{job_id}", "get"): {"414": _REQUEST_LINE_TOO_LONG},
     ("/dead-letters/{id}/redrive", "post"): {
         "409": _answer("The task is no longer registered", "Error"),
         "503": _answer("The broker is unreachable", "Error"),
@@ -287,7 +295,13 @@ def build() -> dict[str, Any]:
             "summary": "A job's state. An id this API never issued is 404 (Celery alone "
             "would report it as pending).",
             "parameters": [
-                {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": "job_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "A UUID; anything else is a 404",
+                    "schema": {"type": "string", "format": "uuid", "pattern": UUID},
+                }
             ],
             "responses": {
                 "200": {
@@ -372,6 +386,11 @@ def build() -> dict[str, Any]:
     }
 
 
+def _sample(parameter: re.Match[str]) -> str:
+    """A value the route's converter takes for a path parameter (`{id}`, `{job_id}`)."""
+    return "00000000-0000-4000-8000-000000000000" if parameter[0] == "{job_id}" else "1"
+
+
 def _document_access(paths: dict[str, Any]) -> None:
     """Give each operation the security, scope and 401/403 answers of the route serving it,
     read from the app's own access rules so the document cannot drift from them."""
@@ -381,7 +400,7 @@ def _document_access(paths: dict[str, Any]) -> None:
     for path, operations in paths.items():
         for method, operation in operations.items():
             try:
-                endpoint, _ = adapter.match(re.sub(r"\{[^}]+\}", "1", path), method.upper())
+                endpoint, _ = adapter.match(re.sub(r"\{[^}]+\}", _sample, path), method.upper())
             except HTTPException:  # not served by this app (`/metrics` when metrics are off)
                 continue
             rule = rule_of(str(endpoint), current_app.view_functions[endpoint])

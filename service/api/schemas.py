@@ -34,10 +34,11 @@ MAX_INT = 2**53 - 1
 #: and paragraph separators: they split mail headers and CSV rows, and PostgreSQL refuses NUL.
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 #: An address as email-validator takes it (which then also rules out, e.g., reserved domains):
-#: a dot-atom, "@", and a domain of letters, digits and hyphens with a top-level part.
+#: a dot-atom, "@", and a domain of labels of letters, digits and hyphens, the last one starting
+#: with a letter.
 EMAIL = (
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 )
 #: What a value that does not match one of these patterns is told.
 PATTERN_MESSAGES = {
@@ -122,6 +123,15 @@ class Body(BaseModel):
 
 class Schedule(Body):
     """When to run a job: at once (default), after `countdown` seconds, or at `eta`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={  # as `_one_of` has it: not both
+            "not": {
+                "required": ["countdown", "eta"],
+                "properties": {"countdown": {"type": "integer"}, "eta": {"type": "string"}},
+            }
+        }
+    )
 
     countdown: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
     eta: Annotated[datetime, BeforeValidator(_eta_in_utc)] | None = None

@@ -314,7 +314,7 @@ def test_control_characters_in_a_query_are_400_but_only_after_authentication(
 
 
 @pytest.mark.parametrize(
-    "job_id", ["add", "x" * 300, "a%00b", "5F0C0000-0000-4000-8000-000000000000"]
+    "job_id", ["nope", "x" * 300, "a%00b", "5F0C0000-0000-4000-8000-000000000000", "1"]
 )
 def test_a_job_id_this_api_never_issues_is_404(client: FlaskClient, job_id: str) -> None:
     response = client.get(f"/jobs/{job_id}")
@@ -328,6 +328,7 @@ def test_a_job_id_this_api_never_issues_is_404(client: FlaskClient, job_id: str)
         ("DELETE", "/users/1", {"GET", "HEAD", "OPTIONS"}),
         ("PUT", "/users", {"POST", "OPTIONS"}),
         ("GET", "/invoices", {"POST", "OPTIONS"}),
+        ("GET", "/jobs/add", {"POST", "OPTIONS"}),
         ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}),
     ],
 )

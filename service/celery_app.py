@@ -2,7 +2,9 @@
 
 Every task body runs inside `app.app_context()`, and the database session is the task's own:
 committed when the task returns, rolled back when it raises, removed either way, so nothing
-leaks into the next task a worker process runs.
+leaks into the next task a worker process runs. Tasks declared with `job_task` commit inside
+their retry policy's region (`service.reliability.task`), so a failed COMMIT is retried there;
+the commit here is then a no-op, and remains for plain Celery tasks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from flask import Flask
 
 from . import budget, signals
 from .data.db import db
+from .reliability.dead_letter import DeadLetterDrain
 from .worker.heartbeat import Heartbeat
 
 
@@ -37,6 +40,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()
     celery_app.steps["consumer"].add(Heartbeat.writing_to(app.config["WORKER_HEARTBEAT_FILE"]))
+    celery_app.steps["consumer"].add(DeadLetterDrain.for_app(app))
     budget.check(celery_app.conf, [t.time_limit for t in celery_app.tasks.values()])
     signals.connect_app(app, celery_app)
     app.extensions["celery"] = celery_app

@@ -1,9 +1,10 @@
 """One classification of failures, and one retry policy, shared by every task.
 
-Transient failures (the network, a timeout, a 408/425/429/5xx answer, a database that is
-briefly unreachable) are retried with capped exponential backoff and "equal" jitter (each delay
-is drawn from the upper half of its step, so delays grow while retries still spread out), a
-bounded number of times; a `Retry-After` the other side sent wins over the computed delay.
+Transient failures (the network, a timeout, a 408/425/429/5xx answer, and the project's own
+infrastructure: the broker, the result store or the database briefly unreachable) are retried
+with capped exponential backoff and "equal" jitter (each delay is drawn from the upper half of its
+step, so delays grow while retries still spread out), a bounded number of times; a `Retry-After`
+the other side sent wins over the computed delay.
 Everything else is permanent and fails at once: retrying a 400 or a missing row only delays the
 same answer. The numbers come from the app config (`RETRY_*`), read when a task fails, so a worker
 group can run with its own policy.
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import kombu.exceptions
+import redis.exceptions
 import sqlalchemy.exc
 
 
@@ -35,7 +38,28 @@ class PermanentError(Exception):
     """A failure that retrying cannot fix: bad input, a missing row, a 4xx answer."""
 
 
-#: Exceptions that mean "try again later".
+#: What the broker or the result store (Redis, or another broker through kombu) raises when it
+#: cannot be reached or does not answer in time. Publishing (the API, a sub-task, a retry),
+#: `update_state` and the result store all end in one of these.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+#: What SQLAlchemy raises when the database cannot be reached, drops the connection, or the
+#: pool has no connection to give in time. `OperationalError` also covers SQLite's "database is
+#: locked"; any other DBAPI error whose connection was found dead counts too (`is_database_error`).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,
+)
+
+#: Exceptions that mean "try again later", besides the infrastructure's own.
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     TransientError,
     ConnectionError,
@@ -44,8 +68,28 @@ TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     smtplib.SMTPServerDisconnected,
     smtplib.SMTPConnectError,
     httpx.TransportError,
-    sqlalchemy.exc.OperationalError,
 )
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    # Celery's Redis result store subscribes to the job's result channel before publishing;
+    # when it cannot reconnect it raises RuntimeError caused by the connection error.
+    if isinstance(exc, RuntimeError) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
+def is_broker_error(exc: BaseException) -> bool:
+    """True when `exc` means Redis (broker or result store) could not be reached."""
+    return isinstance(_unwrapped(exc), BROKER_ERRORS)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """True when `exc` means the database could not be reached or dropped the connection."""
+    exc = _unwrapped(exc)
+    if isinstance(exc, DATABASE_ERRORS):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -54,7 +98,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500  # 4xx SMTP replies are temporary by definition
-    return isinstance(exc, TRANSIENT_EXCEPTIONS)
+    return isinstance(exc, TRANSIENT_EXCEPTIONS) or is_broker_error(exc) or is_database_error(exc)
 
 
 def is_transient_status(status_code: int) -> bool:

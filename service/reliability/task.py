@@ -5,18 +5,31 @@ results stored only when asked; transient failures retried by the shared `RetryP
 permanent ones raised at once; and, given a `key`, the idempotency ledger, so that a second run
 of the same work is a no-op. Final failures reach the dead-letter store through the
 `task_failure` signal (`service.signals`).
+
+The classified region covers everything the task does, the final COMMIT of its rows (and its
+ledger key) included: the commit happens here, not after the task returns, so a database that
+drops the connection at that moment is retried like any other transient failure. When the
+broker cannot take the retry either (Redis is down: it usually is, when Redis was the failure),
+Celery would reject the message without requeueing it, and with `acks_late` that is the only
+copy: it is rejected with requeue instead. If Redis is back by then the message goes straight
+back to its queue; if not, it stays in Redis' unacked set and comes back after the visibility
+timeout. Either way it runs again and is not dead-lettered.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from celery import Task, current_task, shared_task
+from celery import Task, current_task, shared_task, states
+from celery.app.task import get_actual_ignore_result
+from celery.exceptions import Reject
 from flask import current_app
 
+from ..data.db import db
 from .dead_letter import ON_DEAD_LETTER
 from .idempotency import run_once
 from .retry import RetryPolicy, is_transient
@@ -65,27 +78,65 @@ def job_task(
         def run(*args: Any, **kwargs: Any) -> Any:
             task = current_task
             try:
+                if task.app.conf.task_track_started:
+                    _report_started(task)
                 idem_key = key(*args, **kwargs) if key else None
                 if idem_key is None:
-                    return fn(*args, **kwargs)
-                return run_once(idem_key, name, task.request.id, lambda: fn(*args, **kwargs))
+                    result = fn(*args, **kwargs)
+                else:
+                    result = run_once(idem_key, name, task.request.id, lambda: fn(*args, **kwargs))
+                db.session.commit()  # the effect and its key: a failure here is classified too
+                return result
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 policy = RetryPolicy.from_config(current_app.config)
                 if task.request.retries >= policy.max_retries:
                     raise  # retries exhausted: a final failure, dead-lettered
-                countdown = policy.delay(task.request.retries, exc)
-                raise task.retry(
-                    exc=exc, countdown=countdown, max_retries=policy.max_retries
-                ) from exc
+                _discard_session()
+                raise retry(task, exc, policy.delay(task.request.retries, exc), policy) from exc
 
         if on_dead_letter is not None:
             ON_DEAD_LETTER[name] = on_dead_letter
         if "time_limit" in options or "soft_time_limit" in options:
             OWN_TIME_LIMITS.add(name)
+        # `started` is reported by `run`, where a result store that is down is retried
+        options["track_started"] = False
         # Celery checks call arguments against this signature when a task is sent.
         run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
         return shared_task(name=name, ignore_result=not store_result, **options)(run)
 
     return decorate
+
+
+def retry(task: Task, exc: BaseException, countdown: float, policy: RetryPolicy) -> BaseException:
+    """The exception that ends this attempt: Celery's `Retry` once the retry is published, or,
+    when the broker cannot take it, `Reject` with requeue, so the message is not lost."""
+    try:
+        retrying: BaseException = task.retry(
+            exc=exc, countdown=countdown, max_retries=policy.max_retries, throw=False
+        )
+    except Reject as rejected:
+        # Celery's own Reject here has requeue=False: with acks_late the message would be
+        # dropped with the attempt. Requeued, it waits in Redis until the broker is back.
+        requeue: BaseException = Reject(rejected.reason, requeue=True)
+        return requeue
+    return retrying
+
+
+def _report_started(task: Task) -> None:
+    # What Celery's tracer stores for `task_track_started`, but inside the classified region.
+    request = task.request
+    if request.called_directly or request.is_eager or get_actual_ignore_result(task, request):
+        return
+    meta = {"pid": os.getpid(), "hostname": request.hostname}
+    task.backend.store_result(request.id, meta, states.STARTED, request=request)
+
+
+def _discard_session() -> None:
+    # The attempt's rows go before the retry; with the database gone the rollback may fail
+    # too, and the session is removed after the task either way.
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001, S110 - the connection is already invalid
+        pass

@@ -2,18 +2,14 @@
 
 `run_once` runs inside the app's own task class, called in-process: inside an app context,
 committed when it returns, rolled back when it raises, as in a worker. The PostgreSQL server is
-a throwaway one started with `initdb` and `pg_ctl` on a free port (scripts/ensure-postgres.sh
-finds or installs them).
+a throwaway one (`tests.support.postgres`).
 """
 
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,68 +27,10 @@ from service import create_app
 from service.data.db import db
 from service.data.models import LedgerEntry, User
 from service.reliability.idempotency import DUPLICATE, run_once
-from tests.support.processes import free_port
+from tests.support.postgres import Postgres, postgres_bindir
 from tests.support.stack import ROOT
 
 RACERS = 8
-
-
-class Postgres:
-    """A PostgreSQL server on a free loopback port, its data in a fresh temporary directory.
-
-    As root, the server runs as the `postgres` user (it refuses to run as root), so the
-    directory lives under /tmp, which that user can reach, rather than under pytest's tmp.
-    """
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir, self.port = bindir, free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="flask-celery-pg-"))
-        self.data = self.directory / "data"
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:
-            try:
-                owner = pwd.getpwnam("postgres")
-            except KeyError:
-                pytest.fail("running as root needs a `postgres` user to run the server as")
-            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def run(self, *args: str) -> None:
-        cmd = [*self.as_user, str(self.bindir / args[0]), *args[1:]]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if result.returncode:
-            log = self.directory / "server.log"
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            pytest.fail(f"{' '.join(cmd)} failed:\n{result.stdout}{result.stderr}{tail}")
-
-    def start(self) -> Postgres:
-        self.run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.directory} -c fsync=off"
-        )
-        log = str(self.directory / "server.log")
-        self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
-        return self
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def postgres_bindir() -> Path:
-    """initdb's directory from scripts/ensure-postgres.sh; a test failure if it has none."""
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "ensure-postgres.sh")], capture_output=True, text=True
-    )
-    if result.returncode:
-        pytest.fail(f"no PostgreSQL server binaries:\n{result.stderr}")
-    return Path(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -2,7 +2,9 @@
 
 They run on the `default` queue (the routing table's default) and let a test hold a worker
 busy for a known time, count how often work ran against how often its effect happened, or
-fail permanently or transiently on purpose.
+fail permanently or transiently on purpose; others hold a task at a known point (before a
+progress report, a sub-task's publish, the final COMMIT) while a test takes Redis or the
+database away.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from uuid import uuid4
 import redis
 from celery import current_app as current_celery
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_prerun
 
 from service.data.db import db
@@ -84,6 +87,69 @@ def flaky(n: int) -> int:
     if not current_celery.current_task.request.retries:
         raise TransientError(f"tests.flaky {n}: first attempt")
     return n
+
+
+@job_task("tests.progress", key=lambda n, hold=0: f"effect:{n}", store_result=False)
+def progress(n: int, hold: float = 0) -> int:
+    """Count the run, hold `hold` seconds, report progress (the result store), then create the
+    User row of `n` (as `tests.effect`)."""
+    _count(EXECUTIONS, n)
+    time.sleep(hold)
+    current_celery.current_task.update_state(state="PROGRESS", meta={"n": n})
+    db.session.add(User(email=f"effect-{n}-{uuid4().hex[:12]}@example.com", name=f"effect {n}"))
+    return n
+
+
+@job_task("tests.fan_out", key=lambda n, children, hold=0: f"fan-out:{n}", store_result=False)
+def fan_out(n: int, children: list[int], hold: float = 0) -> int:
+    """Count the run, hold `hold` seconds, then publish `tests.effect` for every child (as the
+    periodic fan-out publishes its reminders)."""
+    _count(EXECUTIONS, n)
+    time.sleep(hold)
+    for child in children:
+        effect.delay(child)
+    return len(children)
+
+
+@job_task("tests.row_then_hold", store_result=False)
+def row_then_hold(n: int, hold: float = 0) -> int:
+    """Insert the User row of `n` (flushed: the transaction is open), count the run, then hold
+    `hold` seconds before returning: whatever happens meanwhile hits the final COMMIT."""
+    db.session.add(User(email=f"effect-{n}-{uuid4().hex[:12]}@example.com", name=f"effect {n}"))
+    db.session.flush()
+    _count(EXECUTIONS, n)
+    time.sleep(hold)
+    return n
+
+
+@job_task("tests.retry_then_hang", store_result=False)
+def retry_then_hang(n: int, retries: int, hold: float) -> None:
+    """Fail transiently `retries` times, then hold `hold` seconds, through the soft time limit:
+    a run the hard time limit ends."""
+    if current_celery.current_task.request.retries < retries:
+        raise TransientError(f"tests.retry_then_hang {n}: attempt to retry")
+    try:
+        time.sleep(hold)
+    except SoftTimeLimitExceeded:
+        time.sleep(hold)
+
+
+@job_task("tests.fail_loudly", store_result=False)
+def fail_loudly(n: int, url: str) -> None:
+    """Fail permanently, quoting `url` (with its password) in the error."""
+    raise PermanentError(f"tests.fail_loudly {n}: could not use {url}")
+
+
+def _broken_hook(n: int) -> None:
+    db.session.add(User(email=f"hook-{n}-{uuid4().hex[:12]}@example.com", name=f"hook {n}"))
+    db.session.flush()
+    raise RuntimeError(f"the dead-letter hook of {n} failed")
+
+
+@job_task("tests.fail_with_broken_hook", store_result=False, on_dead_letter=_broken_hook)
+def fail_with_broken_hook(n: int) -> None:
+    """Fail permanently; its `on_dead_letter` hook writes a row, then fails."""
+    raise PermanentError(f"tests.fail_with_broken_hook {n}")
 
 
 @task_prerun.connect

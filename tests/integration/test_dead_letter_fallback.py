@@ -1,0 +1,152 @@
+"""Dead letters that survive their own failure, with a real worker on PostgreSQL.
+
+- The database is away when a task fails for good: the dead letter waits in Redis (same fields,
+  redacted) and a worker moves it into the table once the database is back, by itself.
+- A task's `on_dead_letter` hook fails: its own changes are rolled back, the dead letter stays
+  (on PostgreSQL through the worker, on SQLite in-process: both take the savepoint).
+- A task killed by the hard time limit after two retries: the dead letter counts three attempts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+
+from service import create_app
+from service.data.db import db
+from service.data.models import DeadLetter, User
+from service.reliability import dead_letter
+from service.reliability.dead_letter import FALLBACK_KEY
+from tests.support import tasks
+from tests.support.faults import Stack
+from tests.support.postgres import Postgres, postgres_bindir
+from tests.support.processes import wait_until
+
+#: Hard limit 3 s (the soft one at 2 s is ignored by `tests.retry_then_hang`), under the
+#: visibility timeout; quick retries.
+WORKER_ENV = {
+    "FLASK_CELERY__TASK_TIME_LIMIT": "3",
+    "FLASK_CELERY__TASK_SOFT_TIME_LIMIT": "2",
+    "FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout": "5",
+    "FLASK_RETRY_MAX_RETRIES": "3",
+    "FLASK_RETRY_BACKOFF_BASE": "0.2",
+}
+SECRET_URL = "redis://:hunter2-secret@cache.internal:6379/0"
+
+
+@dataclass
+class Setup:
+    stack: Stack
+    postgres: Postgres
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    postgres = Postgres(postgres_bindir()).start()
+    env = {**WORKER_ENV, "FLASK_SQLALCHEMY_DATABASE_URI": postgres.url}
+    stack = Stack.start(tmp_path_factory.mktemp("dead-letters"), env=env)
+    try:
+        stack.worker("w", concurrency=2)
+        yield Setup(stack, postgres)
+    finally:
+        stack.close()
+        postgres.stop()
+
+
+def letter_of(stack: Stack, task_id: str) -> dict[str, Any] | None:
+    with stack.app.app_context():
+        row = db.session.scalars(sa.select(DeadLetter).filter_by(task_id=task_id)).one_or_none()
+        out = row.to_dict(full=True) if row is not None else None
+        db.session.remove()
+    return out
+
+
+def users_named(stack: Stack, name: str) -> int:
+    with stack.app.app_context():
+        count = db.session.scalar(sa.select(sa.func.count()).where(User.name == name))
+        db.session.remove()
+    return int(count or 0)
+
+
+def test_a_dead_letter_the_database_cannot_take_waits_in_redis_until_it_is_back(
+    setup: Setup,
+) -> None:
+    stack, broker = setup.stack, setup.stack.broker()
+    setup.postgres.halt()
+    try:
+        sent = stack.celery.send_task("tests.fail_loudly", args=(1, SECRET_URL))
+        raw = wait_until(
+            lambda: broker.lindex(FALLBACK_KEY, 0), timeout=30, what="a dead letter in Redis"
+        )
+    finally:
+        setup.postgres.start()
+    kept = json.loads(raw)
+    assert kept["task_id"] == sent.id and kept["task_name"] == "tests.fail_loudly"
+    assert kept["args"] == [1, SECRET_URL]  # a re-drive sends them again
+    assert kept["queue"] == "default" and kept["attempts"] == 1
+    assert kept["exception_type"] == "PermanentError"
+    assert "hunter2-secret" not in kept["exception_message"] + kept["traceback"]
+    columns = {c.name for c in DeadLetter.__table__.columns}
+    assert set(kept) <= columns
+    assert columns - set(kept) == {"id", "first_attempt_at", "redriven_at", "redrive_job_id"}
+
+    stored = wait_until(lambda: letter_of(stack, sent.id), timeout=30, what="the row")
+    assert broker.llen(FALLBACK_KEY) == 0
+    assert stored["exception"].startswith("PermanentError: tests.fail_loudly 1")
+    assert "hunter2-secret" not in stored["exception"] + (stored["traceback"] or "")
+    assert stored["attempts"] == 1
+
+
+def test_a_failing_hook_never_drops_the_dead_letter(setup: Setup) -> None:
+    stack = setup.stack
+    sent = stack.celery.send_task("tests.fail_with_broken_hook", args=(2,))
+    stored = wait_until(lambda: letter_of(stack, sent.id), timeout=30, what="the dead letter")
+    assert stored["exception"] == "PermanentError: tests.fail_with_broken_hook 2"
+    assert users_named(stack, "hook 2") == 0  # the hook's own row went with its savepoint
+    assert stack.broker().llen(FALLBACK_KEY) == 0
+
+
+def test_a_failing_hook_never_drops_the_dead_letter_on_sqlite(tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "STORAGE_DIR": str(tmp_path / "storage"),
+            "CELERY": {"broker_url": "memory://", "result_backend": None},
+        }
+    )
+    task_id = str(uuid4())
+    letter = {
+        "task_id": task_id,
+        "task_name": tasks.fail_with_broken_hook.name,
+        "queue": "default",
+        "args": [3],
+        "kwargs": {},
+        "exception_type": "PermanentError",
+        "exception_message": "tests.fail_with_broken_hook 3",
+        "traceback": None,
+        "attempts": 1,
+        "failed_at": "2026-01-01T00:00:00+00:00",
+    }
+    with app.app_context():
+        flask_migrate.upgrade()
+        dead_letter.store(letter)
+        db.session.remove()
+        assert db.session.scalars(sa.select(DeadLetter.task_id)).all() == [task_id]
+        assert db.session.scalar(sa.select(sa.func.count()).where(User.name == "hook 3")) == 0
+
+
+def test_a_task_the_hard_time_limit_ends_counts_every_attempt(setup: Setup) -> None:
+    stack = setup.stack
+    sent = stack.celery.send_task("tests.retry_then_hang", args=(4, 2, 30))
+    stored = wait_until(lambda: letter_of(stack, sent.id), timeout=40, what="the dead letter")
+    assert stored["exception"].startswith("TimeLimitExceeded")
+    assert stored["attempts"] == 3  # two retries, then the run the limit ended
+    assert stored["queue"] == "default"

@@ -1,0 +1,118 @@
+"""The project's own infrastructure failing mid-task: a retry, then success, never a dead letter.
+
+Each test starts tasks that hold a pool process at a known point, takes Redis or PostgreSQL away
+for a few seconds while they hold, and brings it back on the same port with the same data
+(Redis with its append-only file, PostgreSQL with its data directory). What then fails:
+- Redis: a progress report (`update_state`, the result store) and a sub-task's publish (the
+  fan-out); the retry cannot be published either, so the message is requeued, comes back
+  after the visibility timeout and runs again.
+- PostgreSQL: the task's own query (the body) and the final COMMIT of a row already flushed.
+Every task's effect then exists exactly once, nothing is dead-lettered (in the table or in
+Redis), and the held tasks ran at least twice: once into the outage, once after it.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from service.data.db import db
+from service.data.models import DeadLetter
+from service.reliability.dead_letter import FALLBACK_KEY
+from tests.support.faults import Stack
+from tests.support.postgres import Postgres, postgres_bindir
+from tests.support.processes import wait_until
+from tests.support.tasks import EXECUTIONS
+
+#: Seconds before Redis hands an unacknowledged message out again: past the hard time limit
+#: (contract 3), short enough for a test. Retries come quickly and often enough to outlast an
+#: outage of a few seconds.
+OUTAGE_ENV = {
+    "FLASK_CELERY__TASK_TIME_LIMIT": "6",
+    "FLASK_CELERY__TASK_SOFT_TIME_LIMIT": "5",
+    "FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout": "7",
+    "FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__unacked_restore_interval": "1",
+    "FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__unacked_restore_throttle": "1",
+    "FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__unacked_mutex_expire": "5",
+    "FLASK_RETRY_MAX_RETRIES": "10",
+    "FLASK_RETRY_BACKOFF_BASE": "0.5",
+    "FLASK_RETRY_BACKOFF_MAX": "2",
+}
+#: Seconds the held tasks wait before the step that meets the outage.
+HOLD = 1.5
+#: Seconds the dependency stays away.
+OUTAGE = 3.0
+
+
+def runs(stack: Stack) -> collections.Counter[int]:
+    """How often each held task's body started (its counting list entries)."""
+    return collections.Counter(int(n) for n in stack.counters().lrange(EXECUTIONS, 0, -1))
+
+
+def dead_letters(stack: Stack) -> list[str]:
+    with stack.app.app_context():
+        names = list(db.session.scalars(sa.select(DeadLetter.task_name)))
+        db.session.remove()
+    return names
+
+
+def hold_in_flight(stack: Stack, numbers: set[int]) -> None:
+    wait_until(lambda: set(runs(stack)) >= numbers, timeout=30, what=f"tasks {numbers} started")
+
+
+@pytest.fixture
+def postgres() -> Iterator[Postgres]:
+    server = Postgres(postgres_bindir()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redis_away_during_a_progress_report_and_a_sub_task_publish(tmp_path: Path) -> None:
+    stack = Stack.start(tmp_path, appendonly=True, env=OUTAGE_ENV)
+    try:
+        stack.worker("w", concurrency=2)
+        stack.celery.send_task("tests.progress", args=(1, HOLD))
+        stack.celery.send_task("tests.fan_out", args=(2, [20, 21], HOLD))
+        hold_in_flight(stack, {1, 2})
+        stack.redis.stop()  # graceful: the append-only file keeps the unacknowledged messages
+        time.sleep(OUTAGE)
+        stack.redis.start()
+        effects = stack.wait_for_effects(3, timeout=45)
+        assert effects == {1: 1, 20: 1, 21: 1}
+        assert dead_letters(stack) == []
+        assert stack.broker().llen(FALLBACK_KEY) == 0
+        held = runs(stack)
+        assert held[1] >= 2 and held[2] >= 2, held  # retried after the outage, not just late
+        wait_until(lambda: stack.pending() == 0, timeout=20, what="every message acknowledged")
+    finally:
+        stack.close()
+
+
+def test_postgresql_away_during_a_task_body_and_at_the_final_commit(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    env = {**OUTAGE_ENV, "FLASK_SQLALCHEMY_DATABASE_URI": postgres.url}
+    stack = Stack.start(tmp_path, env=env)
+    try:
+        stack.worker("w", concurrency=2)
+        stack.celery.send_task("tests.effect", args=(1, HOLD))  # its insert meets the outage
+        stack.celery.send_task("tests.row_then_hold", args=(2, HOLD))  # its COMMIT does
+        hold_in_flight(stack, {1, 2})
+        postgres.halt()
+        time.sleep(OUTAGE)
+        postgres.start()
+        effects = stack.wait_for_effects(2, timeout=45)
+        assert effects == {1: 1, 2: 1}
+        assert dead_letters(stack) == []
+        assert stack.broker().llen(FALLBACK_KEY) == 0
+        held = runs(stack)
+        assert held[1] >= 2 and held[2] >= 2, held
+    finally:
+        stack.close()

@@ -1,0 +1,87 @@
+"""A throwaway PostgreSQL server on a free loopback port, for tests that need the real database.
+
+`initdb` and `pg_ctl` come from scripts/ensure-postgres.sh, which finds or installs them. A test
+may take the server away and bring it back on the same port and data (`halt`, `start`) to see
+what the service does while its database is down.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import free_port
+from tests.support.stack import ROOT
+
+
+class Postgres:
+    """A PostgreSQL server on a free loopback port, its data in a fresh temporary directory.
+
+    As root, the server runs as the `postgres` user (it refuses to run as root), so the
+    directory lives under /tmp, which that user can reach, rather than under pytest's tmp.
+    """
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir, self.port = bindir, free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="flask-celery-pg-"))
+        self.data = self.directory / "data"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail("running as root needs a `postgres` user to run the server as")
+            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def run(self, *args: str) -> None:
+        cmd = [*self.as_user, str(self.bindir / args[0]), *args[1:]]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if result.returncode:
+            log = self.directory / "server.log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            pytest.fail(f"{' '.join(cmd)} failed:\n{result.stdout}{result.stderr}{tail}")
+
+    def start(self) -> Postgres:
+        """Create the cluster (the first time) and start the server; returns once it accepts
+        connections."""
+        if not self.data.exists():
+            self.run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.directory} -c fsync=off"
+        )
+        log = str(self.directory / "server.log")
+        self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        return self
+
+    def halt(self) -> None:
+        """Stop the server at once (open connections die with it), keeping its data for
+        `start`."""
+        self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def stop(self) -> None:
+        """Stop the server if it runs and remove its data."""
+        if (self.data / "postmaster.pid").exists():
+            self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def postgres_bindir() -> Path:
+    """initdb's directory from scripts/ensure-postgres.sh; a test failure if it has none."""
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "ensure-postgres.sh")], capture_output=True, text=True
+    )
+    if result.returncode:
+        pytest.fail(f"no PostgreSQL server binaries:\n{result.stderr}")
+    return Path(result.stdout.strip().splitlines()[-1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -19,7 +20,20 @@ from redbeat.schedulers import RedBeatScheduler, get_redis
 #: value is the signal).
 LAST_TICK_KEY = "flask_celery:beat:last_tick"
 
+#: Work for the leading beat after each tick, each called with the Celery app (the job outbox
+#: relay, connected by `service.signals`).
+AFTER_TICK: list[Callable[[Any], None]] = []
+
 log = logging.getLogger(__name__)
+
+
+def run_after_tick(app: Any) -> None:
+    """Call every `AFTER_TICK` hook; an error is logged and never stops scheduling."""
+    for hook in AFTER_TICK:
+        try:
+            hook(app)
+        except Exception:  # noqa: BLE001 - scheduling goes on
+            log.exception("beat: after-tick hook %r failed", hook)
 
 
 class TickRecordingScheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -27,6 +41,7 @@ class TickRecordingScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         interval = float(super().tick(*args, **kwargs))
+        run_after_tick(self.app)
         try:
             get_redis(self.app).set(LAST_TICK_KEY, repr(time.time()))
         except redis.RedisError as exc:

@@ -157,13 +157,14 @@ CELERY_SETTINGS: tuple[Setting, ...] = (
         "unacked_restore_interval": 10,
         "unacked_restore_throttle": 3,
         "unacked_mutex_expire": 60,
-        "socket_connect_timeout": 3,
-        "socket_timeout": 10,
+        # An enqueue answers within connect + 2 x socket timeout (probe, publish) at worst.
+        "socket_connect_timeout": 1,
+        "socket_timeout": 1,
     }, "Redis transport options; `visibility_timeout` (seconds before Redis redelivers an "
        "unacknowledged task) is derived: the longest hard limit + 300, at least 3600"),
     _celery("result_backend_transport_options", dict, {
-        "socket_connect_timeout": 3,
-        "socket_timeout": 10,
+        "socket_connect_timeout": 1,
+        "socket_timeout": 2,
         # Publishing subscribes to the result channel first; bound that wait like the publish.
         "retry_policy": _SHORT_RETRY,
     }, "result store connection: bounded waits, so a publish fails fast when Redis is down"),
@@ -256,6 +257,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RETRY_BACKOFF_BASE", float, 2.0, "seconds before the first retry, doubled each time"),
     Setting("RETRY_BACKOFF_MAX", float, 300.0, "longest delay between retries, seconds"),
     Setting("EXPORT_BATCH_SIZE", int, 200, "rows an export reads per query"),
+    Setting("OUTBOX_RELAY_AFTER", float, 10.0,
+            "seconds after which beat publishes a job recorded but not known to be published "
+            "(web died, or its publish timed out); longer than an enqueue may take"),
     Setting("WORKER_HEARTBEAT_FILE", str, DEFAULT_HEARTBEAT_FILE,
             "the worker's liveness file (`python -m service.worker.probes worker`)"),
     Setting("LOG_FORMAT", str, "text",

@@ -38,7 +38,9 @@ from celery.signals import (
 )
 from flask import Flask
 
+from . import beat
 from .data.db import db
+from .jobs import lifecycle, outbox
 from .observability import logging as logs
 from .observability import metrics
 from .reliability import dead_letter
@@ -73,7 +75,6 @@ def _after_publish(sender: str | None = None, routing_key: str | None = None, **
 @task_received.connect
 def _task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     inflight.on_received(request, sender)
-    dead_letter.remember_delivery(request)
     if metrics.enabled() and request is not None:
         metrics.count_received(request)
 
@@ -161,6 +162,34 @@ def connect_app(flask_app: Flask, celery_app: Celery) -> None:
             if metrics.enabled():
                 metrics.count_failed(sender, exception)
             dead_letter.record(flask_app, sender, task_id, exception, args, kwargs, einfo)
+            lifecycle.failed(flask_app, task_id, exception)
+
+    # Pool child: the job's row follows its task (jobs enqueued by the API; others have none).
+    @task_prerun.connect(weak=False)
+    def _job_started(sender: Task | None = None, task_id: str = "", **_: Any) -> None:
+        if sender is not None and sender.app is celery_app and task_id:
+            lifecycle.started(flask_app, task_id)
+
+    @task_retry.connect(weak=False)
+    def _job_retrying(
+        sender: Task | None = None, request: Any = None, reason: Any = None, **_: Any
+    ) -> None:
+        if sender is not None and sender.app is celery_app and request is not None:
+            lifecycle.retrying(flask_app, request.id, reason)
+
+    @task_postrun.connect(weak=False)
+    def _job_succeeded(
+        sender: Task | None = None,
+        task_id: str = "",
+        retval: Any = None,
+        state: str | None = None,
+        **_: Any,
+    ) -> None:
+        if sender is not None and sender.app is celery_app and state == "SUCCESS":
+            lifecycle.succeeded(flask_app, task_id, retval)
+
+    # Beat, the leader only (it alone ticks): publish the jobs whose request could not.
+    beat.AFTER_TICK.append(outbox.Relay(flask_app, celery_app))
 
     # Worker main process, before the pool starts: a past run's metric files would be summed in.
     @worker_init.connect(weak=False)

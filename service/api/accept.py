@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 
 from ..jobs.enqueue import BrokerUnavailable, IdempotencyConflict, JobRequest, enqueue
 from .access import caller
@@ -37,9 +37,13 @@ def idempotency_key() -> str | None:
 
 
 def accept(req: JobRequest, body: Any, key: str | None) -> tuple[Response, int]:
-    """Enqueue and answer 202 with the job, or the job already recorded under `key`."""
+    """Enqueue and answer 202 with the job, or the job already recorded under `key`.
+
+    202 means the job will run: published now, or by the outbox relay when the publish was
+    ambiguous. 503 `broker_unavailable` means nothing was sent and nothing was kept.
+    """
     try:
-        result = enqueue(req, body, key)
+        result = enqueue(req, body, key, current_app.extensions["celery"])
     except IdempotencyConflict:
         raise ApiError(
             422,

@@ -9,9 +9,12 @@ from flask import Blueprint, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .. import budget
+from ..jobs.lifecycle import STATES as JOB_STATES
+from ..jobs.state import API_STATES
 from .accept import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH
 from .access import AUTHENTICATED, PUBLIC, authenticated, rule_of
 from .dead_letters import MAX_PAGE
+from .jobs import MAX_PAGE as MAX_JOB_PAGE
 from .jobs import celery_conf
 from .schemas import EARLIEST_ETA, MAX_INT, NO_CONTROL_CHARACTERS, REQUEST_MODELS, Schedule
 
@@ -150,6 +153,21 @@ _REQUEST_LINE_TOO_LONG = {
     "description": "The URL is longer than the server takes (gunicorn's answer, in HTML)",
     "content": {"text/html": {"schema": {"type": "string"}}},
 }
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+#: What a job's answers say of its row (`service.jobs.state`).
+_JOB_ROW = {
+    "job_id": {"type": "string"},
+    "kind": {"type": "string"},
+    "queue": {"type": "string"},
+    "state": {"enum": list(dict.fromkeys(API_STATES.values())) + ["progress"]},
+    "job_state": {"enum": list(JOB_STATES)},
+    "created_at": {"type": "string", "format": "date-time"},
+    "queued_at": _TIME_OR_NULL,
+    "started_at": _TIME_OR_NULL,
+    "finished_at": _TIME_OR_NULL,
+    "attempts": {"type": "integer", "minimum": 0},
+    "error": {"type": ["string", "null"], "description": "the last failure, redacted"},
+}
 #: What single operations answer, besides what every operation of their kind does.
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("/users", "post"): {
@@ -226,16 +244,30 @@ def build() -> dict[str, Any]:
     }
     schemas["JobStatus"] = {
         "type": "object",
+        "description": "`state` in the API's terms; `job_state` is the job row's own: recorded "
+        "and queued read pending, started reads started (progress while an export reports "
+        "it), retrying reads retry, succeeded success, failed and dead_lettered failure.",
+        "required": ["job_id", "state", "job_state", "attempts"],
         "properties": {
-            "job_id": {"type": "string"},
-            "state": {"enum": ["pending", "started", "progress", "retry", "success", "failure"]},
+            **_JOB_ROW,
             "ready": {"type": "boolean"},
             "successful": {"type": "boolean"},
-            "value": {},
+            "value": {"description": "the return value (also after the result expired)"},
             "progress": {"type": ["object", "null"]},
-            "error": {"type": ["string", "null"]},
+            "result_summary": {
+                "type": ["object", "null"],
+                "description": '`{"value": ...}` for a small JSON value, else `{"type", "bytes"}`',
+            },
         },
     }
+    schemas["JobSummary"] = {
+        "type": "object",
+        "required": ["job_id", "state", "job_state", "attempts"],
+        "properties": _JOB_ROW,
+    }
+    schemas["Jobs"] = _object(
+        items={"type": "array", "items": _ref("JobSummary")}, next_cursor=_STR_OR_NULL
+    )
     schemas["Error"] = {
         "type": "object",
         "required": ["error", "message"],
@@ -311,7 +343,26 @@ def build() -> dict[str, Any]:
                     },
                 },
                 "404": {"$ref": "#/components/responses/Error"},
-                "503": {"$ref": "#/components/responses/Error"},
+            },
+        }
+    }
+    paths["/jobs"] = {
+        "get": {
+            "summary": "The caller's jobs (an operator's: every caller's), newest first",
+            "parameters": [
+                {"name": n, "in": "query", "required": False, "schema": schema}
+                for n, schema in (
+                    ("state", {"enum": list(dict.fromkeys([*JOB_STATES, *API_STATES.values()]))}),
+                    ("kind", {"type": "string", "pattern": NO_CONTROL_CHARACTERS}),
+                    ("since", {"type": "string", "format": "date-time"}),
+                    ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_JOB_PAGE}),
+                    ("cursor", {"type": "string", "pattern": NO_CONTROL_CHARACTERS}),
+                )
+            ],
+            "responses": {
+                "200": _answer("A page of jobs, and the cursor of the next", "Jobs"),
+                "400": {"$ref": "#/components/responses/BadRequest"},
+                "414": _REQUEST_LINE_TOO_LONG,
             },
         }
     }

@@ -167,13 +167,21 @@ class WebhookDelivery(db.Model):  # type: ignore[name-defined,misc]
 
 
 class Job(db.Model):  # type: ignore[name-defined,misc]
-    """Every job the API enqueued, so that an id it never issued is a 404, not 'pending'.
+    """Every job the API enqueued: the source of truth for its state, and its outbox entry.
 
     `idempotency_key` holds the client's `Idempotency-Key` header under a unique constraint:
-    a retried POST finds this row and gets the same job back.
+    a retried POST finds this row and gets the same job back. A row in state `recorded` is a
+    message not yet known to be published: it carries what publishing needs (task, arguments,
+    an absolute `eta`), so that the outbox relay can publish it if the request could not
+    (`service.jobs.outbox`). The worker then moves `state` along the task's lifecycle
+    (`service.jobs.lifecycle`); the result backend only adds live progress.
     """
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index("ix_jobs_state_created_at", "state", "created_at"),
+        sa.Index("ix_jobs_created_at", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(40))
@@ -185,6 +193,23 @@ class Job(db.Model):  # type: ignore[name-defined,misc]
     #: read the job. None for jobs recorded before callers were.
     owner: Mapped[str | None] = mapped_column(sa.String(80), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: recorded -> queued -> started -> (retrying -> started ...) -> succeeded | failed |
+    #: dead_lettered (`service.jobs.lifecycle.STATES`).
+    state: Mapped[str] = mapped_column(sa.String(20), default="recorded", server_default="queued")
+    #: What publishing needs, for the outbox relay: positional and keyword arguments, and the
+    #: time the job may run at (`eta`, absolute; None: at once).
+    task_args: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    task_kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    eta: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Runs started so far (a retry or a redelivery is one more).
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    #: The last failure, `Type: message`, redacted and truncated.
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    #: `{"value": ...}` for a small JSON return value, else `{"type", "bytes"}`.
+    result_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ApiKey(db.Model):  # type: ignore[name-defined,misc]

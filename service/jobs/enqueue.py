@@ -1,52 +1,40 @@
-"""Enqueue a job so that it is recorded once, published once, and never half-written.
+"""Enqueue a job so that it is recorded once, published at least once, and never half-written.
 
 The job's rows (its `jobs` row and any domain row the task will read) are committed before the
-message is published, because a worker may start the task the instant it is published. If
-publishing fails (broker down), those rows are deleted again and the caller answers 503. With
-an `Idempotency-Key`, the key's unique constraint makes a retried request return the first job.
+message is published, because a worker may start the task the instant it is published. The
+`jobs` row, in state `recorded`, is also the outbox entry (`service.jobs.outbox`): it holds the
+task's arguments and absolute `eta`, so that the relay can publish it when this request could
+not finish publishing. Only a publish that provably sent nothing (the broker refused, or did not
+answer the probe) removes the rows again: the caller then answers 503. With an
+`Idempotency-Key`, the key's unique constraint makes a retried request return the first job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-import kombu.exceptions
-import redis.exceptions
 import sqlalchemy.exc
-from celery import Task
+from celery import Celery, Task
 
-from ..data.db import db
+from ..data.db import db, utcnow
 from ..data.models import Job
 from ..routing import queue_for
+from .outbox import NotSent, Unsure, publish
 
-#: What a failed publish raises when the broker cannot be reached.
-BROKER_ERRORS: tuple[type[BaseException], ...] = (
-    kombu.exceptions.OperationalError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def is_broker_error(exc: BaseException) -> bool:
-    """True when `exc` means Redis (broker or result store) could not be reached.
-
-    Celery's Redis result store subscribes to the job's result channel before publishing; when
-    it cannot reconnect it raises RuntimeError caused by the connection error.
-    """
-    if isinstance(exc, RuntimeError) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    return isinstance(exc, BROKER_ERRORS)
+#: Longest a request takes from recording a job to knowing whether it was published (the probe
+#: and the publish, each bounded by the broker's socket timeouts), seconds.
+PUBLISH_WINDOW = 5.0
 
 
 class BrokerUnavailable(Exception):
-    """The broker could not take the message; nothing was recorded."""
+    """The broker could not be reached and nothing was sent; the job was removed again."""
 
 
 class IdempotencyConflict(Exception):
@@ -57,6 +45,8 @@ class IdempotencyConflict(Exception):
 class Enqueued:
     job: Job
     created: bool
+    #: False when the publish was ambiguous: the row stays `recorded`, the relay publishes it.
+    published: bool = True
 
 
 @dataclass
@@ -81,11 +71,17 @@ def fingerprint(kind: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> Enqueued:
-    """Record and publish the job, or return the job already recorded under the key."""
+def enqueue(
+    req: JobRequest, body: Any, idempotency_key: str | None = None, celery_app: Celery | None = None
+) -> Enqueued:
+    """Record and publish the job, or return the job already recorded under the key.
+
+    Raises BrokerUnavailable when nothing was sent (the job's rows are gone again). A publish
+    that may have reached the broker leaves the row `recorded` for the relay: the job will run.
+    """
     digest = fingerprint(req.kind, body)
     if idempotency_key is not None:
-        existing = _by_key(idempotency_key, digest)
+        existing = _settled(_by_key(idempotency_key, digest))
         if existing is not None:
             return Enqueued(existing, created=False)
 
@@ -104,6 +100,10 @@ def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> E
         idempotency_key=idempotency_key,
         request_fingerprint=digest,
         owner=req.owner,
+        state="recorded",
+        task_args=list(args),
+        task_kwargs=dict(req.kwargs),
+        eta=run_at(req.options),
     )
     db.session.add(job)
     try:
@@ -114,19 +114,50 @@ def enqueue(req: JobRequest, body: Any, idempotency_key: str | None = None) -> E
         existing = _by_key(idempotency_key, digest) if idempotency_key else None
         if existing is None:
             raise
-        return Enqueued(existing, created=False)
+        settled = _settled(existing)
+        if settled is None:  # its request found the broker down and removed it
+            raise BrokerUnavailable("the job recorded under this key was not sent") from None
+        return Enqueued(settled, created=False)
 
     try:
-        req.task.apply_async(args, req.kwargs, task_id=job_id, ignore_result=False, **req.options)
-    except BaseException as exc:
-        # Not published, so not a job: remove what was recorded for it.
+        publish(celery_app or req.task.app, job)
+    except NotSent as exc:
+        # Nothing reached the broker, so not a job: remove what was recorded for it.
+        db.session.rollback()
         for row in [job, *reversed(rows)]:
             db.session.delete(row)
         db.session.commit()
-        if is_broker_error(exc):
-            raise BrokerUnavailable(str(exc)) from exc
-        raise
+        raise BrokerUnavailable(str(exc)) from exc
+    except Unsure:
+        db.session.rollback()
+        return Enqueued(job, created=True, published=False)
     return Enqueued(job, created=True)
+
+
+def run_at(options: dict[str, Any]) -> datetime | None:
+    """The absolute time of `apply_async`'s `countdown` or `eta`; None: at once."""
+    if options.get("countdown") is not None:
+        return utcnow() + timedelta(seconds=float(options["countdown"]))
+    eta = options.get("eta")
+    return eta if isinstance(eta, datetime) else None
+
+
+def _settled(job: Job | None) -> Job | None:
+    """`job` once its own request has decided its fate: None if that request removed it.
+
+    A job another request has just recorded may still be publishing, and is removed again if
+    the broker turns out to be down; a replay must not answer with it before that is decided.
+    It waits (at most `PUBLISH_WINDOW` seconds after the job was recorded) while the row is
+    `recorded`; a row still recorded after that is the relay's to publish, and will run.
+    """
+    while job is not None and job.state == "recorded":
+        if (utcnow() - job.created_at).total_seconds() >= PUBLISH_WINDOW:
+            break
+        job_id = job.id
+        time.sleep(0.05)
+        db.session.rollback()  # a fresh snapshot: the other request commits meanwhile
+        job = db.session.get(Job, job_id)
+    return job
 
 
 def _by_key(key: str, digest: str) -> Job | None:

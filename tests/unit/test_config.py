@@ -41,7 +41,7 @@ def test_nested_env_override_merges_into_the_defaults(monkeypatch: pytest.Monkey
     monkeypatch.setenv("FLASK_CELERY__BROKER_TRANSPORT_OPTIONS__visibility_timeout", "7200")
     options = create_app().extensions["celery"].conf.broker_transport_options
     assert options["visibility_timeout"] == 7200
-    assert options["socket_connect_timeout"] == 3
+    assert options["socket_connect_timeout"] == 1
 
 
 def test_env_values_are_parsed_as_json(monkeypatch: pytest.MonkeyPatch) -> None:

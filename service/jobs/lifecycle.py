@@ -1,0 +1,123 @@
+"""A job's row follows its task: started, retrying, succeeded, failed or dead-lettered.
+
+`service.signals` calls these from Celery's task signals: in the pool child that runs the task
+(`task_prerun`, `task_retry`, `task_postrun`), and in the worker's main process for a hard time
+limit (`task_failure`). Each write is one short transaction of its own, after the task's own
+transaction has committed or rolled back, so a failure to write the row is logged and never
+fails the task or undoes its effect. Only jobs enqueued through the API have a row (the task id
+is the job id); any other task (beat's runs, a fan-out's sub-tasks) updates nothing.
+
+A final state is final: a redelivered message of a finished job (the ledger makes it a no-op)
+does not move its row back to `started`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from ..data.db import UTCDateTime, db, utcnow
+from ..data.models import DeadLetter, Job
+from ..redact import redact
+
+log = logging.getLogger(__name__)
+
+#: Every state of a job's row, in lifecycle order.
+STATES = ("recorded", "queued", "started", "retrying", "succeeded", "failed", "dead_lettered")
+#: States a job never leaves.
+FINAL = ("succeeded", "failed", "dead_lettered")
+#: Longest `last_error` kept, characters.
+MAX_ERROR = 2000
+#: Largest return value kept whole in `result_summary`, bytes of JSON.
+MAX_VALUE_BYTES = 4096
+
+
+def started(app: Flask, task_id: str) -> None:
+    """The task's body is about to run: one more attempt (a retry or a redelivery)."""
+    now = utcnow()
+    _update(
+        app,
+        task_id,
+        state="started",
+        started_at=now,
+        queued_at=sa.func.coalesce(Job.queued_at, sa.literal(now, UTCDateTime())),
+        attempts=Job.attempts + 1,
+    )
+
+
+def retrying(app: Flask, task_id: str, reason: Any) -> None:
+    """The task raised a transient failure and will run again."""
+    # `reason` is Celery's Retry, which carries the failure itself when it was given one
+    cause = getattr(reason, "exc", None)
+    _update(app, task_id, state="retrying", last_error=describe(cause or reason))
+
+
+def succeeded(app: Flask, task_id: str, value: Any) -> None:
+    """The task returned `value` and its transaction committed (`last_error` stays: a retried
+    job's reason to retry)."""
+    _update(
+        app,
+        task_id,
+        state="succeeded",
+        finished_at=utcnow(),
+        result_summary=summarize(value),
+    )
+
+
+def failed(app: Flask, task_id: str, exc: BaseException) -> None:
+    """The task failed for good: `dead_lettered` when its dead letter was stored, else `failed`.
+
+    Runs after `service.reliability.dead_letter.record`, which stores the dead letter in a
+    transaction of its own.
+    """
+    try:
+        with app.app_context(), db.engine.begin() as conn:
+            lettered = conn.scalar(sa.select(sa.func.count()).where(DeadLetter.task_id == task_id))
+    except Exception:  # noqa: BLE001 - the state write below still says it failed
+        log.warning("could not look up the dead letter of job %s", task_id, exc_info=True)
+        lettered = 0
+    _update(
+        app,
+        task_id,
+        state="dead_lettered" if lettered else "failed",
+        finished_at=utcnow(),
+        last_error=describe(exc),
+    )
+
+
+def describe(exc: Any) -> str:
+    """`Type: message` of an exception, redacted and truncated."""
+    if isinstance(exc, BaseException):
+        text = f"{type(exc).__name__}: {redact(str(exc))}"
+    else:
+        text = redact(str(exc))
+    return text[:MAX_ERROR]
+
+
+def summarize(value: Any) -> dict[str, Any]:
+    """`{"value": value}` when it is JSON of at most MAX_VALUE_BYTES, else its type and size."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return {"type": type(value).__name__, "bytes": None}
+    if len(text.encode()) > MAX_VALUE_BYTES:
+        return {"type": type(value).__name__, "bytes": len(text.encode())}
+    return {"value": value}
+
+
+def _update(app: Flask, task_id: str, **values: Any) -> None:
+    """Set `values` on the job's row unless it is in a final state; never raises."""
+    try:
+        with app.app_context(), db.engine.begin() as conn:
+            conn.execute(
+                sa.update(Job)
+                .where(Job.id == task_id, Job.state.not_in(FINAL))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+    except Exception:  # noqa: BLE001 - the task's outcome stands; its row is behind
+        log.warning("could not record job %s as %s", task_id, values.get("state"), exc_info=True)

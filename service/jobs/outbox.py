@@ -1,0 +1,138 @@
+"""The job outbox: a job row in state `recorded` is a message still to be published.
+
+The API commits the job's row before publishing, then publishes once (`publish`); success
+marks the row `queued`. When the request cannot tell whether the message reached the broker (a
+timeout after sending, a connection lost mid-publish) or dies before publishing (a killed
+gunicorn worker), the row stays `recorded` and the relay publishes it: beat's leader calls
+`relay` after every tick, for every row recorded more than `OUTBOX_RELAY_AFTER` seconds ago.
+Publishing a job twice is safe in effect: both messages carry the job id as their task id, and
+the task's idempotency ledger makes the second delivery a no-op.
+
+A publish starts with a bounded probe of the broker (a PING on the connection the message will
+use). A probe that fails proves that nothing was sent: `NotSent`, and the caller may undo the
+job. A publish that fails after a good probe is `Unsure`: the message may be in the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from celery import Celery
+from flask import Flask
+
+from ..data.db import UTCDateTime, db, utcnow
+from ..data.models import Job
+
+log = logging.getLogger(__name__)
+
+#: Most rows the relay publishes per tick, so that a long backlog never holds beat long.
+RELAY_BATCH = 100
+
+
+class NotSent(Exception):
+    """The broker could not be reached, and the message was not sent."""
+
+
+class Unsure(Exception):
+    """Publishing failed after the broker answered: the message may or may not be there."""
+
+
+def publish(celery_app: Celery, job: Job) -> None:
+    """Publish the job's message (task id = job id) and mark its row `queued`.
+
+    Raises NotSent or Unsure; the caller commits nothing else in between.
+    """
+    with celery_app.pool.acquire(block=True) as conn:
+        try:
+            _probe(conn)
+        except Exception as exc:
+            raise NotSent(str(exc)) from exc
+        try:
+            _send(celery_app, job, conn)
+        except Exception as exc:
+            raise Unsure(str(exc)) from exc
+    mark_queued(job.id)
+
+
+def mark_queued(job_id: str) -> None:
+    """`recorded` -> `queued`, in its own commit; a row the worker already moved on stays."""
+    db.session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.state == "recorded")
+        .values(state="queued", queued_at=sa.literal(utcnow(), UTCDateTime()))
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def relay(app: Flask, celery_app: Celery) -> int:
+    """Publish the jobs recorded more than `OUTBOX_RELAY_AFTER` seconds ago; how many.
+
+    Stops at the first broker error (the next tick tries again), and never raises.
+    """
+    sent = 0
+    with app.app_context():
+        try:
+            older = utcnow() - timedelta(seconds=float(app.config["OUTBOX_RELAY_AFTER"]))
+            jobs = db.session.scalars(
+                sa.select(Job)
+                .where(Job.state == "recorded", Job.created_at <= older)
+                .order_by(Job.created_at)
+                .limit(RELAY_BATCH)
+            ).all()
+            for job in jobs:
+                publish(celery_app, job)
+                sent += 1
+                log.info("outbox relay published job %s (%s)", job.id, job.task_name)
+        except Exception as exc:  # noqa: BLE001 - beat goes on; the rows wait for the next tick
+            log.warning("outbox relay stopped after %d job(s): %s", sent, exc)
+        finally:
+            db.session.remove()
+    return sent
+
+
+class Relay:
+    """`relay` for beat's ticks, at most once per `interval` seconds, for one Celery app."""
+
+    def __init__(self, app: Flask, celery_app: Celery, interval: float = 1.0) -> None:
+        self.app, self.celery_app, self.interval = app, celery_app, interval
+        self.last = 0.0
+
+    def __call__(self, ticking: Any) -> None:
+        """Called with the ticking scheduler's Celery app; another app's tick is not ours."""
+        if ticking is not self.celery_app or time.monotonic() - self.last < self.interval:
+            return
+        self.last = time.monotonic()
+        relay(self.app, self.celery_app)
+
+
+def _probe(conn: Any) -> None:
+    """A bounded round trip to the broker on `conn` (its transport's socket timeouts)."""
+    channel = conn.default_channel  # connects (AMQP) or makes a channel, which pings (Redis)
+    acquire = getattr(channel, "conn_or_acquire", None)
+    if acquire is not None:  # Redis: the pool a publish takes its connection from
+        with acquire() as client:
+            client.ping()
+
+
+def _send(celery_app: Celery, job: Job, conn: Any) -> None:
+    # One attempt: a retry after a timeout would only stretch the wait; the relay retries.
+    # No result subscription either: the row, not the result backend, answers for the job.
+    options: dict[str, Any] = {
+        "task_id": job.id,
+        "connection": conn,
+        "retry": False,
+        "ignore_result": True,
+    }
+    if job.eta is not None:
+        options["eta"] = job.eta
+    args, kwargs = tuple(job.task_args or ()), dict(job.task_kwargs or {})
+    task = celery_app.tasks.get(job.task_name)
+    if task is not None:
+        task.apply_async(args, kwargs, **options)
+    else:
+        celery_app.send_task(job.task_name, args, kwargs, **options)

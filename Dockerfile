@@ -18,6 +18,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     FLASK_STORAGE_DIR=/data/storage \
     FLASK_LOG_FORMAT=json \
+    FLASK_APP=service.wsgi \
     PROMETHEUS_MULTIPROC_DIR=/var/run/prometheus
 COPY --from=build /opt/venv /opt/venv
 RUN groupadd --system --gid 10001 app \

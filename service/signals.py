@@ -75,6 +75,7 @@ def _after_publish(sender: str | None = None, routing_key: str | None = None, **
 @task_received.connect
 def _task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     inflight.on_received(request, sender)
+    dead_letter.remember_delivery(request)
     if metrics.enabled() and request is not None:
         metrics.count_received(request)
 

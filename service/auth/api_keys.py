@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,6 +24,18 @@ from .callers import SCOPES, Caller, owner_id
 #: Every token starts with this, so leaked tokens are easy to find (and to redact).
 TOKEN_PREFIX = "fck_"
 _HEX64 = frozenset("0123456789abcdef")
+#: A key's name: what logs and `api-keys list` show (the chart's schema has the same rule).
+NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?")
+
+
+def check_name(name: object, where: str) -> str:
+    """The name, or ConfigError naming `where` when it is not a valid key name."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}: expected 1 to 64 letters, digits, '.', '_' or '-', starting and ending "
+            "with a letter or digit"
+        )
+    return name
 
 
 def new_token() -> str:
@@ -57,9 +70,9 @@ def configured_keys(entries: Any) -> dict[str, Caller]:
         where = f"FLASK_API_KEYS[{i}]"
         if not isinstance(entry, Mapping) or set(entry) != {"name", "scopes", "sha256"}:
             raise ConfigError(f"{where}: expected exactly the keys name, scopes and sha256")
-        name, sha = entry["name"], entry["sha256"]
-        if not isinstance(name, str) or not name or name in names:
-            raise ConfigError(f"{where}.name: expected a non-empty name no other key has")
+        name, sha = check_name(entry["name"], f"{where}.name"), entry["sha256"]
+        if name in names:
+            raise ConfigError(f"{where}.name: {name!r} is the name of another key")
         if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _HEX64:
             raise ConfigError(
                 f"{where}.sha256: expected the 64 lower-case hex digits of the token's SHA-256 "
@@ -90,7 +103,8 @@ def find(token: str, configured: Mapping[str, Caller]) -> Caller | None:
 def create(name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
     """Store a new key; return its row and its token, which is shown once and never kept."""
     token = new_token()
-    key = ApiKey(name=name, token_sha256=digest(token), scopes=check_scopes(scopes, "--scope"))
+    scopes = check_scopes(scopes, "--scope")
+    key = ApiKey(name=check_name(name, "NAME"), token_sha256=digest(token), scopes=scopes)
     db.session.add(key)
     db.session.commit()
     return key, token

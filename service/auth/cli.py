@@ -1,6 +1,7 @@
 """`flask api-keys`: create, list and revoke API keys, or make one for the `API_KEYS` setting.
 
-On Kubernetes: ``kubectl exec deploy/<release>-web -- flask api-keys create ci --scope enqueue``.
+Locally ``flask --app service.wsgi api-keys ...``; the image sets ``FLASK_APP``, so on Kubernetes
+``kubectl exec deploy/<release>-web -- flask api-keys create ci --scope enqueue``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def create(name: str, scopes: tuple[str, ...]) -> None:
     """Store a new key NAME in the database and print its token (shown only this once)."""
     if any(key.name == name for key in api_keys.listing()):
         raise click.ClickException(f"a key called {name!r} exists; pick another name")
-    key, token = api_keys.create(name, scopes)
+    try:
+        key, token = api_keys.create(name, scopes)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"# API key {key.name!r} with scopes {', '.join(key.scopes)}; keep the token now,")
     click.echo("# it is not stored and cannot be shown again")
     click.echo(token)
@@ -65,6 +69,7 @@ def digest(name: str, scopes: tuple[str, ...]) -> None:
     """Make a token for the API_KEYS setting: print the token and its entry (no database)."""
     try:
         checked = api_keys.check_scopes(scopes, "--scope")
+        api_keys.check_name(name, "NAME")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     token = api_keys.new_token()

@@ -60,6 +60,26 @@ def test_image_exposes_the_contract_ports() -> None:
     assert exposed is not None and set(exposed.group(1).split()) == {"8000", "9808", "5555"}
 
 
+def image_env() -> dict[str, str]:
+    """The variables the final stage's ENV sets."""
+    final = DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1].replace("\\\n", " ")
+    pairs = [p for line in re.findall(r"^ENV (.+)$", final, re.MULTILINE) for p in line.split()]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_flask_commands_in_the_image_find_the_app_without_flags(tmp_path: Path) -> None:
+    """`kubectl exec deploy/<web> -- flask api-keys ...` (NOTES, README) works as written."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env["FLASK_APP"] = image_env()["FLASK_APP"]
+    env["FLASK_SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    flask = Path(sys.executable).parent / "flask"
+    listed = subprocess.run(
+        [str(flask), "api-keys", "--help"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "create" in listed.stdout and "revoke" in listed.stdout
+
+
 @pytest.mark.skipif(
     not os.environ.get("FLASK_CELERY_IMAGE_BASE") or not shutil.which("podman"),
     reason="opt-in: set FLASK_CELERY_IMAGE_BASE to a local base image and install podman",

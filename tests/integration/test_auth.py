@@ -192,6 +192,13 @@ def test_a_bad_api_keys_setting_stops_the_app_naming_the_entry(
         create_app({"API_KEYS": [setting]})
 
 
+@pytest.mark.parametrize("name", ["", "-ci", "ci key", "ci\n", "x" * 65, 7])
+def test_a_key_name_that_logs_could_not_show_plainly_is_refused(name: object) -> None:
+    entry = {"name": name, "scopes": ["read"], "sha256": "b" * 64}
+    with pytest.raises(ConfigError, match=re.escape("FLASK_API_KEYS[0].name: expected 1 to 64")):
+        create_app({"API_KEYS": [entry]})
+
+
 def test_two_configured_keys_with_one_name_are_refused() -> None:
     entry = {"name": "dup", "scopes": ["read"], "sha256": "b" * 64}
     with pytest.raises(ConfigError, match=re.escape("FLASK_API_KEYS[1].name")):

@@ -32,7 +32,7 @@ from flask import current_app
 from ..data.db import db
 from .dead_letter import ON_DEAD_LETTER
 from .idempotency import run_once
-from .retry import RetryPolicy, is_transient
+from .retry import RetryPolicy, is_broker_error, is_transient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,6 +117,8 @@ def retry(task: Task, exc: BaseException, countdown: float, policy: RetryPolicy)
             exc=exc, countdown=countdown, max_retries=policy.max_retries, throw=False
         )
     except Reject as rejected:
+        if not is_broker_error(rejected.reason):
+            raise  # the retry itself is unsendable (Celery rejects it): a final failure
         # Celery's own Reject here has requeue=False: with acks_late the message would be
         # dropped with the attempt. Requeued, it waits in Redis until the broker is back.
         requeue: BaseException = Reject(rejected.reason, requeue=True)

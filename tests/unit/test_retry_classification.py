@@ -1,10 +1,11 @@
 """The project's own infrastructure in the one classification: what Redis, kombu and SQLAlchemy
 really raise when they cannot be reached is transient; the database's answers about the data
-are not."""
+are not. A retry the broker cannot take requeues its message instead of dropping it."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import kombu.exceptions
@@ -12,9 +13,19 @@ import pytest
 import redis
 import sqlalchemy as sa
 import sqlalchemy.exc
+from celery import Celery, Task
+from celery.exceptions import Reject
 from kombu import Connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from service.reliability.retry import is_broker_error, is_database_error, is_transient
+from service.reliability import task
+from service.reliability.retry import (
+    RetryPolicy,
+    is_broker_error,
+    is_database_error,
+    is_transient,
+)
 from tests.support.processes import free_port
 
 
@@ -27,7 +38,7 @@ def raised(call: object) -> BaseException:
 
 
 def test_a_refused_redis_is_transient() -> None:
-    client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    client = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     exc = raised(client.ping)
     assert isinstance(exc, redis.exceptions.ConnectionError)
     assert is_broker_error(exc) and is_transient(exc)
@@ -103,3 +114,47 @@ def test_what_the_database_says_about_the_data_is_permanent(tmp_path: Path) -> N
     assert not is_transient(exc)
     data_error = sqlalchemy.exc.DataError("INSERT", {}, sqlite3.DataError("too long"))
     assert not is_transient(data_error)
+
+
+@pytest.fixture
+def unreachable_broker_task() -> Iterator[Task]:
+    """A task of a Celery app whose broker refuses connections, in a worker's request."""
+    app = Celery(
+        "unreachable",
+        broker=f"redis://127.0.0.1:{free_port()}/0",
+        broker_connection_timeout=0.5,
+        task_publish_retry_policy={"max_retries": 0},
+    )
+
+    @app.task(name="tests.unreachable", shared=False)
+    def unreachable(value: object) -> None:
+        pass
+
+    unreachable.push_request(
+        id="t-1", args=[1], kwargs={}, retries=0, delivery_info={}, called_directly=False
+    )
+    try:
+        yield unreachable
+    finally:
+        unreachable.pop_request()
+
+
+POLICY = RetryPolicy(max_retries=3, backoff_base=1, backoff_max=1)
+
+
+def test_a_retry_the_broker_cannot_take_requeues_its_message(
+    unreachable_broker_task: Task,
+) -> None:
+    ends = task.retry(unreachable_broker_task, TimeoutError("redis"), 0, POLICY)
+    assert isinstance(ends, Reject) and ends.requeue
+    assert is_broker_error(ends.reason)
+
+
+def test_a_retry_that_cannot_be_sent_at_all_is_rejected_for_good(
+    unreachable_broker_task: Task,
+) -> None:
+    unreachable_broker_task.request.args = [object()]  # no JSON for it: nothing to requeue
+    with pytest.raises(Reject) as rejected:
+        task.retry(unreachable_broker_task, TimeoutError("redis"), 0, POLICY)
+    assert not rejected.value.requeue
+    assert isinstance(rejected.value.reason, kombu.exceptions.EncodeError)

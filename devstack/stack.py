@@ -2,9 +2,13 @@
 Flower, and the SMTP and webhook sinks, each process's log lines behind its own prefix.
 
 All state (Redis AOF, SQLite, storage, received mails and webhooks, the Flower password) lives
-in one directory, `var/` by default. Children run in sessions of their own, so a terminal's
-Ctrl-C reaches only this process, which sends each child one SIGTERM: workers finish their
-running tasks (warm shutdown), and Redis, stopped last, flushes its AOF.
+in one directory, `var/` by default. A process that exits on its own (beat losing Redis, or Redis
+itself) is started again after a growing delay (`devstack.supervise`), so the stack rides out a
+broker outage. Children run in sessions of their own, so a terminal's Ctrl-C reaches only this
+process, which sends each child one SIGTERM: workers finish their running tasks (warm shutdown),
+and Redis, stopped last, flushes its AOF. A worker still running a task when the grace period is
+over gets a cold shutdown, which puts the task's message back in its queue for the next start,
+and the stack then exits 1 naming it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from celery.utils.nodenames import host_format
 from service.auth.api_keys import digest
 from service.redact import redact
 from service.routing import WORKER_GROUPS
+from service.worker.inflight import inflight_key
 
 from . import broker
 from .console import Console
@@ -39,8 +44,11 @@ from .options import PROG, OptionError, Options, parse_options
 from .ports import HOST, metrics_ports, port_clash
 from .sinks import SmtpSink, WebhookSink
 from .state import API_KEY_FILE, metrics_env, prepare_state
+from .supervise import Backoff
 
 BIN = Path(sys.executable).parent
+#: Seconds a worker gets, after the grace period, to cancel its tasks and requeue their messages.
+COLD_SHUTDOWN_WAIT = 10.0
 
 
 class DevstackError(RuntimeError):
@@ -70,6 +78,13 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     reader: threading.Thread
+    #: What started it, to start it again the same way.
+    cmd: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    backoff: Backoff = field(default_factory=Backoff)
+    #: When it is due to be started again (monotonic); None while it runs.
+    restart_at: float | None = None
 
 
 class Stack:
@@ -105,17 +120,24 @@ class Stack:
         self.stopping.set()
 
     def spawn(self, name: str, *cmd: str | Path, env: dict[str, str] | None = None) -> Child:
+        argv, full_env = tuple(str(c) for c in cmd), {**self.env, **(env or {})}
+        proc, reader = self.popen(name, argv, full_env)
+        return Child(name, proc, reader, argv, full_env)
+
+    def popen(
+        self, name: str, argv: tuple[str, ...], env: dict[str, str]
+    ) -> tuple[subprocess.Popen[bytes], threading.Thread]:
         # A session of its own: a terminal's Ctrl-C reaches only us, and we forward one SIGTERM.
         proc = subprocess.Popen(
-            [str(c) for c in cmd],
-            env={**self.env, **(env or {})},
+            argv,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         assert proc.stdout is not None
-        return Child(name, proc, self.console.pump(name, proc.stdout))
+        return proc, self.console.pump(name, proc.stdout)
 
     def wait(self, check: Callable[[], object], what: str) -> None:
         """Poll `check` until truthy; fail as soon as a child dies, or at the start timeout."""
@@ -264,27 +286,62 @@ class Stack:
         return ", ".join(urls)
 
     def watch(self) -> int:
-        """Block until a stop is requested (0) or a child dies on its own (1)."""
-        while not self.stopping.wait(0.5):
+        """Supervise until a stop is requested (then 0): a child that exits on its own is
+        started again once its backoff delay has passed, with a line saying so."""
+        while not self.stopping.wait(0.2):
+            now = time.monotonic()
             for child in self.everyone:
-                if child.proc.poll() is not None:
-                    code = child.proc.returncode
-                    self.say(f"{child.name} exited unexpectedly ({code}); stopping the rest")
-                    return 1
+                if child.restart_at is None and child.proc.poll() is not None:
+                    uptime = now - child.started
+                    delay = child.backoff.delay(uptime)
+                    child.restart_at = now + delay
+                    self.say(
+                        f"{child.name} exited ({child.proc.returncode}) after {uptime:.1f}s; "
+                        f"restarting it in {delay:g}s"
+                    )
+                elif child.restart_at is not None and now >= child.restart_at:
+                    self.restart(child)
         return 0
 
-    def stop(self) -> None:
-        """SIGTERM every child and wait up to the grace period; then sinks, then Redis."""
+    def restart(self, child: Child) -> None:
+        """Start `child` again as it was started, once what was left of it is gone."""
+        self.kill_session(child)  # a dead leader's pool processes or orphans
+        child.reader.join(1)
+        child.proc, child.reader = self.popen(child.name, child.cmd, child.env)
+        child.started, child.restart_at = time.monotonic(), None
+        self.say(f"restarted {child.name} (pid {child.proc.pid})")
+
+    def stop(self) -> list[str]:
+        """SIGTERM every child and wait up to the grace period; a worker still running then
+        gets a cold shutdown (SIGQUIT: Celery cancels its tasks and puts their messages back in
+        the queue), and what is left after that is killed; then sinks, then Redis.
+
+        Returns one line per child whose work was cut short: a worker that was still running
+        tasks when the grace period ended, a process that had to be killed.
+        """
         self.stopping.set()
         for child in self.children:
             if child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)  # the leader only: a warm shutdown
-        deadline = time.monotonic() + self.options.grace
-        while any(c.proc.poll() is None for c in self.children):
-            if self.forced.is_set() or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        self.wait_for_children(self.options.grace)
+        grace, cut_short = f"{self.options.grace:g}s", []
+        workers = [c for c in self.children if c.name in self.groups and c.proc.poll() is None]
+        if workers and not self.forced.is_set():
+            running = self.tasks_in_flight(workers)
+            self.say(f"grace period ({grace}) over: cold shutdown of "
+                     f"{', '.join(c.name for c in workers)}")  # fmt: skip
+            for child in workers:
+                child.proc.send_signal(signal.SIGQUIT)
+                if running[child.name]:
+                    cut_short.append(
+                        f"{child.name} was still running {', '.join(running[child.name])} when "
+                        f"the grace period ({grace}) ended: back in its queue for the next start"
+                    )
+            self.wait_for_children(COLD_SHUTDOWN_WAIT)
         for child in self.children:
+            if child.proc.poll() is None:
+                cut_short.append(f"{child.name} was killed: still running after the grace "
+                                 f"period ({grace})")  # fmt: skip
             self.kill_session(child)
         if self.children:
             codes = ", ".join(f"{c.name} ({c.proc.returncode})" for c in self.children)
@@ -300,6 +357,37 @@ class Stack:
             self.kill_session(self.redis)
         for child in self.everyone:
             child.reader.join(2)
+        return cut_short
+
+    def tasks_in_flight(self, workers: list[Child]) -> dict[str, list[str]]:
+        """The ids of the tasks each worker still runs, from the in-flight sets on a Redis
+        broker (`service.worker.inflight`); when they cannot be read, "unknown tasks"."""
+        url, now = self.env["FLASK_CELERY__BROKER_URL"], time.time()
+        unknown = {c.name: ["unknown tasks"] for c in workers}
+        if not url.startswith(("redis://", "rediss://")):
+            return unknown
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True
+        )
+        running: dict[str, list[str]] = {c.name: [] for c in workers}
+        try:
+            for name in running:
+                for queue in self.groups[name][1]:
+                    ids = client.zrangebyscore(inflight_key(queue), now, "+inf")
+                    running[name] += [f"task {task_id!s}" for task_id in ids]
+            return running
+        except redis.RedisError:
+            return unknown
+        finally:
+            client.close()
+
+    def wait_for_children(self, seconds: float) -> None:
+        """Wait until every child has exited, `seconds` have passed, or a second signal came."""
+        deadline = time.monotonic() + seconds
+        while any(c.proc.poll() is None for c in self.children):
+            if self.forced.is_set() or time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
 
     def kill_session(self, child: Child) -> None:
         """SIGKILL whatever is left in the child's session: a straggler and its orphans."""
@@ -331,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.say(f"error: {exc}")
         code = 1
     finally:
-        stack.stop()
+        cut_short = stack.stop()
+    for line in cut_short:
+        stack.say(line)
+    if cut_short:
+        code = code or 1
     stack.say(f"exit {code}")
     return code

@@ -8,13 +8,9 @@ with SIGTERM as `make` would. Linux only: leftover processes are found through /
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -27,55 +23,8 @@ import redis
 from devstack.options import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET
 from devstack.ports import port_is_free
 from service.routing import QUEUES, WORKER_GROUPS
-from tests.support.processes import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-SUMMARY_END = "Press Ctrl-C to stop."
-
-
-@dataclass
-class Devstack:
-    proc: subprocess.Popen[bytes]
-    state: Path
-    log: Path
-    ports: dict[str, int]
-    sessions: set[int]
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.ports['web']}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def processes() -> Iterator[tuple[int, str, int, int]]:
-    """(pid, state, parent pid, session id) of every process, read from /proc."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid, _, sid = stat.read_text().rsplit(")", 1)[1].split()[:4]
-        except OSError:
-            continue  # it exited since the glob
-        yield int(stat.parent.name), state, int(ppid), int(sid)
-
-
-def sessions_led_by_children_of(pid: int) -> set[int]:
-    """Session ids of `pid`'s children: devstack starts each child in a session of its own."""
-    return {sid for _, _, ppid, sid in processes() if ppid == pid}
-
-
-def processes_in(sessions: set[int]) -> list[int]:
-    """Live processes in any of `sessions`: the children, and their own children."""
-    return [pid for pid, state, _, sid in processes() if sid in sessions and state != "Z"]
-
-
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free loopback ports."""
-    for _ in range(50):
-        first = free_port()
-        if first + size < 65536 and all(port_is_free(first + i) for i in range(size)):
-            return first
-    raise RuntimeError(f"no {size} consecutive free ports")
+from tests.support.devstack import ROLES, ROOT, Devstack, processes_in, running_devstack
+from tests.support.processes import wait_until
 
 
 @pytest.fixture
@@ -85,34 +34,8 @@ def devstack(tmp_path: Path) -> Iterator[Devstack]:
     The environment names no broker or database, so the stack starts a Redis of its own (on the
     port passed as --redis-port) and a SQLite file in its state dir, as on a fresh clone.
     """
-    ports = {name: free_port() for name in ("web", "flower", "smtp", "webhook", "redis")}
-    ports["metrics"] = free_port_block(1 + len(WORKER_GROUPS))
-    state, log = tmp_path / "var", tmp_path / "devstack.log"
-    cmd = [sys.executable, "-m", "devstack", "--state-dir", str(state)]
-    cmd += [a for name, port in ports.items() for a in (f"--{name}-port", str(port))]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "DEVSTACK_"))}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack = Devstack(proc, state, log, ports, set())
-    try:
-        wait_until(
-            lambda: SUMMARY_END in stack.output() or proc.poll() is not None,
-            timeout=90,
-            what="the devstack summary",
-        )
-        assert proc.poll() is None, f"devstack exited early:\n{stack.output()[-4000:]}"
-        stack.sessions = sessions_led_by_children_of(proc.pid)
+    with running_devstack(tmp_path / "var", tmp_path / "devstack.log") as stack:
         yield stack
-    finally:
-        if proc.poll() is None:
-            stack.sessions |= sessions_led_by_children_of(proc.pid)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for session in stack.sessions:
-            if processes_in({session}):
-                os.killpg(session, signal.SIGKILL)
 
 
 def readme_requests(webhook_port: int, key: str) -> list[tuple[str, str, dict[str, str], str]]:
@@ -158,8 +81,7 @@ def test_make_run_stack_runs_jobs_and_stops_cleanly_on_sigterm(
         base_url=devstack.api, timeout=10, headers={"Authorization": f"Bearer {key}"}
     )
     request.addfinalizer(http.close)
-    roles = {"web", "exporter", "beat", "flower", "redis"} | {f"worker-{g}" for g in WORKER_GROUPS}
-    assert len(devstack.sessions) == len(roles), devstack.sessions
+    assert len(devstack.sessions) == len(ROLES), devstack.sessions
 
     email = f"smoke-{uuid4().hex[:8]}@example.com"
     user = http.post("/users", json={"email": email, "name": "Smoke"})

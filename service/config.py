@@ -150,6 +150,10 @@ CELERY_SETTINGS: tuple[Setting, ...] = (
     _celery("enable_utc", bool, True, "times are UTC"),
     _celery("broker_connection_retry_on_startup", bool, True,
             "a worker started before Redis waits for it"),
+    _celery("broker_connection_max_retries", int, None,
+            "attempts to reconnect to a lost broker; unset: a worker keeps trying until the "
+            "broker is back (Celery's default gives up after 100, some 45 minutes)",
+            optional=True),
     _celery("broker_transport_options", dict, {
         # Messages a dead worker held come back after visibility_timeout; workers sweep for
         # them every interval * throttle seconds (kombu: 100 s), and a worker killed during a

@@ -119,7 +119,8 @@ OPTIONS = (
     Option("no_flower", "off", boolean,
            "start no Flower; the variable takes 1/true/yes/on or 0/false/no/off"),
     Option("grace", "30", seconds,
-           "seconds running tasks get to finish on Ctrl-C; what is left then is killed",
+           "seconds running tasks get to finish on Ctrl-C; a task still running then goes back "
+           "to its queue for the next start, and the stack exits 1",
            "SECONDS"),
     Option("start_timeout", "120", seconds,
            "seconds each part of the stack gets to answer while starting", "SECONDS"),

@@ -36,6 +36,7 @@ from uuid import uuid4
 
 import redis
 from celery import Celery, Task, bootsteps
+from celery.exceptions import TimeLimitExceeded
 from flask import Flask
 
 from ..data.db import db, utcnow
@@ -60,6 +61,8 @@ DRAIN_BATCH = 500
 #: limit is reported from the main process, where the task's request is not at hand; this is
 #: where its attempts and queue come from then. Bounded: only recent ids are needed.
 _received: OrderedDict[str, tuple[int, str | None]] = OrderedDict()
+#: Task ids this process dead-lettered for a hard time limit, to record each once.
+_hard_limited: OrderedDict[str, None] = OrderedDict()
 RECEIVED_KEPT = 10_000
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,14 @@ def record(
 ) -> None:
     """Store one final failure, in the table or else in Redis; never raises (a failure handler
     must not fail the worker)."""
+    if isinstance(exc, TimeLimitExceeded):
+        # Celery reports a hard time limit twice, both in the main process: once as the pool's
+        # result, once from the request's timeout handler.
+        if task_id in _hard_limited:
+            return
+        _hard_limited[task_id] = None
+        while len(_hard_limited) > RECEIVED_KEPT:
+            _hard_limited.popitem(last=False)
     letter = _letter(task, task_id, exc, args, kwargs, einfo)
     try:
         with app.app_context():
@@ -111,8 +122,8 @@ def _letter(
     if request is not None:
         retries = request.retries or 0
         queue = (request.delivery_info or {}).get("routing_key")
-    else:  # the main process: a hard time limit
-        retries, queue = _received.pop(task_id, (0, None))
+    else:  # the main process, without the task's request: a hard time limit
+        retries, queue = _received.get(task_id, (0, None))
     trace = redact(str(einfo) if einfo else "".join(tb.format_exception(exc)))
     return {
         "task_id": task_id,

@@ -4,7 +4,8 @@
   redacted) and a worker moves it into the table once the database is back, by itself.
 - A task's `on_dead_letter` hook fails: its own changes are rolled back, the dead letter stays
   (on PostgreSQL through the worker, on SQLite in-process: both take the savepoint).
-- A task killed by the hard time limit after two retries: the dead letter counts three attempts.
+- A task killed by the hard time limit after two retries: one dead letter, counting three
+  attempts.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
 import flask_migrate
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 
 from service import create_app
 from service.data.db import db
@@ -63,10 +66,19 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
 def letter_of(stack: Stack, task_id: str) -> dict[str, Any] | None:
     with stack.app.app_context():
-        row = db.session.scalars(sa.select(DeadLetter).filter_by(task_id=task_id)).one_or_none()
+        row = db.session.scalars(sa.select(DeadLetter).filter_by(task_id=task_id)).first()
         out = row.to_dict(full=True) if row is not None else None
         db.session.remove()
     return out
+
+
+def letters_for(stack: Stack, task_id: str) -> int:
+    with stack.app.app_context():
+        count = db.session.scalar(
+            sa.select(sa.func.count()).select_from(DeadLetter).filter_by(task_id=task_id)
+        )
+        db.session.remove()
+    return int(count or 0)
 
 
 def users_named(stack: Stack, name: str) -> int:
@@ -114,7 +126,8 @@ def test_a_failing_hook_never_drops_the_dead_letter(setup: Setup) -> None:
     assert stack.broker().llen(FALLBACK_KEY) == 0
 
 
-def test_a_failing_hook_never_drops_the_dead_letter_on_sqlite(tmp_path: Path) -> None:
+@pytest.fixture
+def sqlite_app(tmp_path: Path) -> Iterator[Flask]:
     app = create_app(
         {
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
@@ -122,6 +135,14 @@ def test_a_failing_hook_never_drops_the_dead_letter_on_sqlite(tmp_path: Path) ->
             "CELERY": {"broker_url": "memory://", "result_backend": None},
         }
     )
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.session.remove()
+    yield app
+
+
+def test_a_failing_hook_never_drops_the_dead_letter_on_sqlite(sqlite_app: Flask) -> None:
+    app = sqlite_app
     task_id = str(uuid4())
     letter = {
         "task_id": task_id,
@@ -136,7 +157,6 @@ def test_a_failing_hook_never_drops_the_dead_letter_on_sqlite(tmp_path: Path) ->
         "failed_at": "2026-01-01T00:00:00+00:00",
     }
     with app.app_context():
-        flask_migrate.upgrade()
         dead_letter.store(letter)
         db.session.remove()
         assert db.session.scalars(sa.select(DeadLetter.task_id)).all() == [task_id]
@@ -147,6 +167,25 @@ def test_a_task_the_hard_time_limit_ends_counts_every_attempt(setup: Setup) -> N
     stack = setup.stack
     sent = stack.celery.send_task("tests.retry_then_hang", args=(4, 2, 30))
     stored = wait_until(lambda: letter_of(stack, sent.id), timeout=40, what="the dead letter")
+    wait_until(lambda: stack.pending() == 0, timeout=20, what="the message acknowledged")
+    assert letters_for(stack, sent.id) == 1  # Celery reports a hard time limit twice
     assert stored["exception"].startswith("TimeLimitExceeded")
     assert stored["attempts"] == 3  # two retries, then the run the limit ended
     assert stored["queue"] == "default"
+
+
+def test_a_failure_reported_without_its_request_counts_the_received_retries(
+    sqlite_app: Flask,
+) -> None:
+    """The worker's main process reports some failures (Celery's rejections) without the
+    task's request: retries and queue come from the message as it was received."""
+    task_id = str(uuid4())
+    received = SimpleNamespace(
+        id=task_id, delivery_info={"routing_key": "default"}, request_dict={"retries": 4}
+    )
+    dead_letter.remember_delivery(received)
+    task = sqlite_app.extensions["celery"].tasks[tasks.fail_loudly.name]
+    dead_letter.record(sqlite_app, task, task_id, RuntimeError("rejected"), [5, "x"], {}, None)
+    with sqlite_app.app_context():
+        row = db.session.scalars(sa.select(DeadLetter).filter_by(task_id=task_id)).one()
+        assert (row.attempts, row.queue) == (5, "default")

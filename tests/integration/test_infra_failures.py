@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
@@ -65,54 +65,64 @@ def hold_in_flight(stack: Stack, numbers: set[int]) -> None:
     wait_until(lambda: set(runs(stack)) >= numbers, timeout=30, what=f"tasks {numbers} started")
 
 
-@pytest.fixture
-def postgres() -> Iterator[Postgres]:
-    server = Postgres(postgres_bindir()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def effects_of(stack: Stack, numbers: set[int]) -> dict[int, int]:
+    """Once every n in `numbers` has its effect: how many each has."""
+    return wait_until(
+        lambda: (seen := stack.effects()) and set(seen) >= numbers and seen,
+        timeout=45,
+        interval=0.25,
+        what=f"effects {numbers} (logs in {stack.directory})",
+    )
 
 
-def test_redis_away_during_a_progress_report_and_a_sub_task_publish(tmp_path: Path) -> None:
-    stack = Stack.start(tmp_path, appendonly=True, env=OUTAGE_ENV)
-    try:
-        stack.worker("w", concurrency=2)
-        stack.celery.send_task("tests.progress", args=(1, HOLD))
-        stack.celery.send_task("tests.fan_out", args=(2, [20, 21], HOLD))
-        hold_in_flight(stack, {1, 2})
-        stack.redis.stop()  # graceful: the append-only file keeps the unacknowledged messages
-        time.sleep(OUTAGE)
-        stack.redis.start()
-        effects = stack.wait_for_effects(3, timeout=45)
-        assert effects == {1: 1, 20: 1, 21: 1}
-        assert dead_letters(stack) == []
-        assert stack.broker().llen(FALLBACK_KEY) == 0
-        held = runs(stack)
-        assert held[1] >= 2 and held[2] >= 2, held  # retried after the outage, not just late
-        wait_until(lambda: stack.pending() == 0, timeout=20, what="every message acknowledged")
-    finally:
-        stack.close()
+@dataclass
+class Outages:
+    stack: Stack
+    postgres: Postgres
 
 
-def test_postgresql_away_during_a_task_body_and_at_the_final_commit(
-    tmp_path: Path, postgres: Postgres
-) -> None:
+@pytest.fixture(scope="module")
+def outages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outages]:
+    """One worker on PostgreSQL and a Redis that keeps its data across a restart."""
+    postgres = Postgres(postgres_bindir()).start()
     env = {**OUTAGE_ENV, "FLASK_SQLALCHEMY_DATABASE_URI": postgres.url}
-    stack = Stack.start(tmp_path, env=env)
+    stack = Stack.start(tmp_path_factory.mktemp("outages"), appendonly=True, env=env)
     try:
         stack.worker("w", concurrency=2)
-        stack.celery.send_task("tests.effect", args=(1, HOLD))  # its insert meets the outage
-        stack.celery.send_task("tests.row_then_hold", args=(2, HOLD))  # its COMMIT does
-        hold_in_flight(stack, {1, 2})
-        postgres.halt()
-        time.sleep(OUTAGE)
-        postgres.start()
-        effects = stack.wait_for_effects(2, timeout=45)
-        assert effects == {1: 1, 2: 1}
-        assert dead_letters(stack) == []
-        assert stack.broker().llen(FALLBACK_KEY) == 0
-        held = runs(stack)
-        assert held[1] >= 2 and held[2] >= 2, held
+        yield Outages(stack, postgres)
     finally:
         stack.close()
+        postgres.stop()
+
+
+def test_redis_away_during_a_progress_report_and_a_sub_task_publish(outages: Outages) -> None:
+    stack = outages.stack
+    stack.celery.send_task("tests.progress", args=(1, HOLD))
+    stack.celery.send_task("tests.fan_out", args=(2, [20, 21], HOLD))
+    hold_in_flight(stack, {1, 2})
+    stack.redis.stop()  # graceful: the append-only file keeps the unacknowledged messages
+    time.sleep(OUTAGE)
+    stack.redis.start()
+    effects = effects_of(stack, {1, 20, 21})
+    assert {n: effects[n] for n in (1, 20, 21)} == {1: 1, 20: 1, 21: 1}
+    assert dead_letters(stack) == []
+    assert stack.broker().llen(FALLBACK_KEY) == 0
+    held = runs(stack)
+    assert held[1] >= 2 and held[2] >= 2, held  # retried after the outage, not just late
+    wait_until(lambda: stack.pending() == 0, timeout=20, what="every message acknowledged")
+
+
+def test_postgresql_away_during_a_task_body_and_at_the_final_commit(outages: Outages) -> None:
+    stack = outages.stack
+    stack.celery.send_task("tests.effect", args=(31, HOLD))  # its insert meets the outage
+    stack.celery.send_task("tests.row_then_hold", args=(32, HOLD))  # its COMMIT does
+    hold_in_flight(stack, {31, 32})
+    outages.postgres.halt()
+    time.sleep(OUTAGE)
+    outages.postgres.start()
+    effects = effects_of(stack, {31, 32})
+    assert {n: effects[n] for n in (31, 32)} == {31: 1, 32: 1}
+    assert dead_letters(stack) == []
+    assert stack.broker().llen(FALLBACK_KEY) == 0
+    held = runs(stack)
+    assert held[31] >= 2 and held[32] >= 2, held

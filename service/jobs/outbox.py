@@ -112,7 +112,9 @@ class Relay:
 
 def _probe(conn: Any) -> None:
     """A bounded round trip to the broker on `conn` (its transport's socket timeouts)."""
-    channel = conn.default_channel  # connects (AMQP) or makes a channel, which pings (Redis)
+    # One attempt: kombu would retry a failed connect for `broker_connection_timeout` (4 s).
+    conn.ensure_connection(max_retries=0)
+    channel = conn.default_channel  # AMQP: its channel; Redis: a channel, which pings
     acquire = getattr(channel, "conn_or_acquire", None)
     if acquire is not None:  # Redis: the pool a publish takes its connection from
         with acquire() as client:

@@ -11,45 +11,22 @@ about 2 W messages, half of them closer than that.
 
 from __future__ import annotations
 
-import itertools
-import json
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.beat import LOCK, beat_env, gaps, start_beat, watch
 from tests.support.faults import Stack, kill_group
 from tests.support.processes import wait_until
-from tests.support.stack import BIN
 
 LOCK_TIMEOUT, LOOP_INTERVAL = 5, 1
-ENTRY = "every-second"
-BEAT_ENV = {
-    "FLASK_CELERY__REDBEAT_LOCK_TIMEOUT": str(LOCK_TIMEOUT),
-    "FLASK_CELERY__BEAT_MAX_LOOP_INTERVAL": str(LOOP_INTERVAL),
-    "FLASK_CELERY__BEAT_SCHEDULE": json.dumps(
-        {
-            ENTRY: {
-                "task": "periodic.expire_trials",
-                "schedule": 1.0,
-                "kwargs": {"schedule_entry": ENTRY},
-            }
-        }
-    ),
-}
-LOCK = "flask_celery:redbeat:lock"
+TASK = "periodic.expire_trials"
+BEAT_ENV = beat_env("every-second", TASK, LOCK_TIMEOUT, LOOP_INTERVAL)
 WINDOW = 8.0
 #: Arrival gaps below this mean a tick was sent twice (1 s interval, less polling jitter).
 MIN_GAP = 0.8
-
-
-@dataclass
-class Tick:
-    at: float  # time.monotonic() when the watcher saw it
-    origin: str
 
 
 @pytest.fixture
@@ -58,40 +35,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     s = Stack.start(tmp_path, env=BEAT_ENV)
     yield s
     s.close()
-
-
-def start_beat(stack: Stack, name: str) -> tuple[subprocess.Popen[bytes], Path]:
-    cmd = [str(BIN / "celery"), "-A", "service.make_celery", "beat", "--loglevel", "INFO"]
-    return stack.spawn(name, cmd), stack.directory / f"{name}.log"
-
-
-def watch(stack: Stack, seconds: float) -> tuple[list[Tick], list[tuple[float, bytes | None]]]:
-    """Every periodic.expire_trials message published during `seconds`, as it arrived, and
-    every change of the leader lock's token (None while nobody holds it)."""
-    broker = stack.broker()
-    seen, token = broker.llen("default"), broker.get(LOCK)
-    ticks: list[Tick] = []
-    tokens: list[tuple[float, bytes | None]] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        length, current = broker.llen("default"), broker.get(LOCK)
-        now = time.monotonic()
-        if current != token:
-            token = current
-            tokens.append((now, token))
-        if length > seen:
-            # publishing LPUSHes: the newest messages are at the head of the list
-            for raw in reversed(broker.lrange("default", 0, length - seen - 1)):
-                headers = json.loads(raw)["headers"]
-                if headers["task"] == "periodic.expire_trials":
-                    ticks.append(Tick(now, headers["origin"]))
-            seen = length
-        time.sleep(0.05)
-    return ticks, tokens
-
-
-def gaps(ticks: list[Tick]) -> list[float]:
-    return [b.at - a.at for a, b in itertools.pairwise(ticks)]
 
 
 def test_two_beats_enqueue_each_tick_once_and_the_follower_takes_over(
@@ -112,7 +55,7 @@ def test_two_beats_enqueue_each_tick_once_and_the_follower_takes_over(
     leader_token = stack.broker().get(LOCK)
     assert leader_token
 
-    steady, tokens = watch(stack, WINDOW)
+    steady, tokens = watch(stack.broker(), TASK, WINDOW)
     origins = {t.origin for t in steady}
     assert len(origins) == 1, origins
     assert WINDOW * 0.7 - 1 <= len(steady) <= WINDOW + 1, len(steady)
@@ -122,7 +65,7 @@ def test_two_beats_enqueue_each_tick_once_and_the_follower_takes_over(
 
     kill_group(beats[leader][0])
     killed_at = time.monotonic()
-    after, tokens = watch(stack, LOCK_TIMEOUT + LOOP_INTERVAL + 4)
+    after, tokens = watch(stack.broker(), TASK, LOCK_TIMEOUT + LOOP_INTERVAL + 4)
     taken = [at for at, token in tokens if token not in (None, leader_token)]
     assert taken, f"nobody took the lock over: {tokens}"
     lock_takeover = taken[0] - killed_at

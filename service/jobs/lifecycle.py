@@ -89,6 +89,24 @@ def failed(app: Flask, task_id: str, exc: BaseException) -> None:
     )
 
 
+def settle_dead_letters(app: Flask) -> int:
+    """`failed` -> `dead_lettered` for jobs whose dead letter was stored later (it waited in
+    Redis while the database was down); how many. Never raises."""
+    try:
+        with app.app_context(), db.engine.begin() as conn:
+            lettered = sa.select(DeadLetter.task_id)
+            result = conn.execute(
+                sa.update(Job)
+                .where(Job.state == "failed", Job.id.in_(lettered))
+                .values(state="dead_lettered")
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)
+    except Exception:  # noqa: BLE001 - the next call tries again
+        log.warning("could not mark dead-lettered jobs", exc_info=True)
+        return 0
+
+
 def describe(exc: Any) -> str:
     """`Type: message` of an exception, redacted and truncated."""
     if isinstance(exc, BaseException):

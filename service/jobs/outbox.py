@@ -26,6 +26,7 @@ from flask import Flask
 
 from ..data.db import UTCDateTime, db, utcnow
 from ..data.models import Job
+from . import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ def relay(app: Flask, celery_app: Celery) -> int:
 
 
 class Relay:
-    """`relay` for beat's ticks, at most once per `interval` seconds, for one Celery app."""
+    """`relay` for beat's ticks, at most once per `interval` seconds, for one Celery app; it
+    also marks `dead_lettered` the failed jobs whose dead letter was stored late."""
 
     def __init__(self, app: Flask, celery_app: Celery, interval: float = 1.0) -> None:
         self.app, self.celery_app, self.interval = app, celery_app, interval
@@ -108,6 +110,7 @@ class Relay:
             return
         self.last = time.monotonic()
         relay(self.app, self.celery_app)
+        lifecycle.settle_dead_letters(self.app)
 
 
 def _probe(conn: Any) -> None:

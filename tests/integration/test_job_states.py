@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from service.data.db import db
 from service.data.models import DeadLetter, Job
-from service.jobs.lifecycle import STATES
+from service.jobs.lifecycle import STATES, settle_dead_letters
 from service.jobs.outbox import publish
 from tests.support.auth import CLIENT_KEY, OTHER_CLIENT_KEY, authorized
 from tests.support.faults import Stack
@@ -208,3 +208,29 @@ def test_a_bad_listing_query_is_400_naming_the_field(
     response = client.get("/jobs", query_string=query)
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["field"] == field
+
+
+def test_a_failed_job_whose_dead_letter_is_stored_late_becomes_dead_lettered(
+    stack: Stack,
+) -> None:
+    late, lost = str(uuid4()), str(uuid4())
+    with stack.app.app_context():
+        for job_id in (late, lost):
+            db.session.add(Job(id=job_id, kind="test", task_name="tests.fail", queue="default",
+                               request_fingerprint="-", state="failed"))  # fmt: skip
+        db.session.add(
+            DeadLetter(task_id=late, task_name="tests.fail", args=[1], kwargs={},
+                       exception_type="PermanentError", exception_message="m", attempts=1)
+        )  # fmt: skip
+        db.session.commit()
+        db.session.remove()
+    assert settle_dead_letters(stack.app) == 1
+    states = {job_id: job_row_state(stack, job_id) for job_id in (late, lost)}
+    assert states == {late: "dead_lettered", lost: "failed"}
+
+
+def job_row_state(stack: Stack, job_id: str) -> str:
+    with stack.app.app_context():
+        state = db.session.scalar(sa.select(Job.state).where(Job.id == job_id))
+        db.session.remove()
+    return str(state)

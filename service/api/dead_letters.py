@@ -19,6 +19,7 @@ from ..redact import redact_json
 from .accept import accept
 from .access import caller, requires
 from .errors import ApiError, bad_request, not_found
+from .schemas import MAX_ID
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/dead-letters")
 
@@ -41,7 +42,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 def list_dead_letters() -> Response:
     """Newest first; filter with `?task=<name>`, page with `?limit=&before=<id>`."""
     limit = _int_arg("limit", 50, 1, MAX_PAGE)
-    before = _int_arg("before", 0, 0, 2**53)
+    before = _int_arg("before", 0, 0, MAX_ID)
     query = sa.select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
     if task := request.args.get("task"):
         query = query.where(DeadLetter.task_name == task)

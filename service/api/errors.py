@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, ValidationError
 
-from .schemas import MAX_INT, NO_CONTROL_CHARACTERS, PATTERN_MESSAGES
+from .schemas import MAX_ID, NO_CONTROL_CHARACTERS, PATTERN_MESSAGES
 
 B = TypeVar("B", bound=pydantic.BaseModel)
 
@@ -87,17 +87,17 @@ def _describe(err: Any) -> dict[str, Any]:
 
 
 class IdConverter(BaseConverter):
-    """`<int:...>` in every route: an id of ASCII digits from 1 to `MAX_INT`, else a 404.
+    """`<int:...>` in every route: an id of ASCII digits from 1 to `MAX_ID`, else a 404.
 
     Werkzeug's own converter takes any Unicode digit (`/users/٣` would be user 3) and any
-    size (SQLite cannot bind one of 2**63 or more).
+    size (SQLite cannot bind one of 2**63 or more, PostgreSQL's id columns one of 2**31).
     """
 
     regex = r"[0-9]+"
     weight = 50
 
     def to_python(self, value: str) -> int:
-        if len(value) > len(str(MAX_INT)) or not 1 <= int(value) <= MAX_INT:
+        if len(value) > len(str(MAX_ID)) or not 1 <= int(value) <= MAX_ID:
             raise ValidationError()
         return int(value)
 

@@ -16,14 +16,12 @@ from .access import AUTHENTICATED, PUBLIC, authenticated, rule_of
 from .dead_letters import MAX_PAGE
 from .jobs import MAX_PAGE as MAX_JOB_PAGE
 from .jobs import celery_conf
-from .schemas import EARLIEST_ETA, MAX_INT, NO_CONTROL_CHARACTERS, REQUEST_MODELS, Schedule
+from .schemas import EARLIEST_ETA, MAX_ID, NO_CONTROL_CHARACTERS, REQUEST_MODELS, Schedule
 
 bp = Blueprint("openapi", __name__)
 
 _JOB_ACCEPTED = {
-    "description": "Accepted: the job will run, published now or, when the publish was "
-    "ambiguous, by the outbox relay (or replayed for a known Idempotency-Key); poll status_url. "
-    "A 503 means nothing was sent and nothing kept.",
+    "description": "Enqueued (or replayed for a known Idempotency-Key); poll status_url.",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobAccepted"}}},
 }
 _ERRORS = {
@@ -311,7 +309,7 @@ def build() -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": "ASCII digits; any other id is a 404",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     }
     for path, summary in READ_ENDPOINTS:
         paths[path] = {
@@ -386,7 +384,7 @@ def build() -> dict[str, Any]:
                 for n, schema in (
                     ("task", {"type": "string", "pattern": NO_CONTROL_CHARACTERS}),
                     ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
-                    ("before", {"type": "integer", "minimum": 0, "maximum": 2**53}),
+                    ("before", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
                 )
             ],
             "responses": {"400": {"$ref": "#/components/responses/BadRequest"}},

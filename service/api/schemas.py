@@ -2,7 +2,7 @@
 
 The same models produce the request schemas of the OpenAPI document, so what is validated and
 what is documented cannot drift apart. Every value is bounded where it is accepted: ids and
-amounts fit the database's 64-bit integers (and JavaScript's numbers), text carries no control
+amounts fit the database's integer columns (and JavaScript's numbers), text carries no control
 characters, and a job's `eta` lies in a window whose arithmetic cannot overflow.
 """
 
@@ -27,8 +27,10 @@ from pydantic import (
 
 from ..tasks.exports import EXPORTABLE
 
-#: The largest id or amount the API accepts: JavaScript's largest safe integer, well inside the
-#: 64-bit integers of every database column.
+#: The largest id the API accepts: ids are 32-bit INTEGER columns on PostgreSQL.
+MAX_ID = 2**31 - 1
+#: The largest other integer (amounts, totals): JavaScript's largest safe integer, well inside
+#: the 64-bit integers of the database columns that hold them.
 MAX_INT = 2**53 - 1
 #: Text may hold any character but the control characters (C0, DEL, C1) and the Unicode line
 #: and paragraph separators: they split mail headers and CSV rows, and PostgreSQL refuses NUL.
@@ -100,7 +102,7 @@ def _plain_json(value: Any, where: str = "payload") -> Any:
     return value
 
 
-Id = Annotated[int, Field(ge=1, le=MAX_INT)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 SmallInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
 Email = Annotated[
     str,

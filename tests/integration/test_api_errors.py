@@ -119,7 +119,7 @@ def test_a_valid_request_is_what_lands_in_redis(
             "/jobs/welcome-email",
             {"user_id": 2**63},
             "user_id",
-            "user_id: Input should be less than or equal to 9007199254740991",
+            "user_id: Input should be less than or equal to 2147483647",
         ),
         (
             "/jobs/webhook",

@@ -1,7 +1,8 @@
-"""Migration 0004 on both databases: emails written before it are lower-cased, or it stops.
+"""Input on both databases: migration 0004 lower-cases the emails written before it (or
+stops), and ids at their bound and refused text never reach the database as a server error.
 
 Rows are inserted with plain SQL at revision 0003, as the API of that time could leave them.
-PostgreSQL is a throwaway server (see test_ledger), with a fresh database per test.
+PostgreSQL is a throwaway server (tests/support/postgres.py), with a fresh database per test.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import sqlalchemy as sa
 from flask import Flask
 
 from service import create_app
+from service.api.schemas import MAX_ID
 from service.data.db import db, utcnow
-from tests.integration.test_ledger import Postgres, postgres_bindir
 from tests.support.auth import api_keys_setting, bearer
+from tests.support.postgres import Postgres, postgres_bindir
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -89,7 +91,7 @@ def test_upgrade_lower_cases_every_email_and_the_api_then_finds_them_in_any_case
     app: Flask,
 ) -> None:
     insert_users("Ada@Example.COM", "bob@example.com", "CAROL@EXAMPLE.ORG")
-    migrate(flask_migrate.upgrade)
+    migrate(flask_migrate.upgrade, "0004")
     assert revision() == "0004"
     assert emails() == ["ada@example.com", "bob@example.com", "carol@example.org"]
 
@@ -110,7 +112,7 @@ def test_upgrade_stops_on_emails_that_differ_only_in_case_and_changes_nothing(
         "Ada@Example.COM", "bob@example.com", "ada@example.com", "Bob@Example.com", "x@y.z"
     )
     with pytest.raises(SystemExit):  # flask-migrate logs the error and exits
-        migrate(flask_migrate.upgrade)
+        migrate(flask_migrate.upgrade, "0004")
     db.session.remove()
     assert "emails differ only in case: ada@example.com, bob@example.com; give" in caplog.text
     assert revision() == "0003"
@@ -121,3 +123,25 @@ def test_upgrade_stops_on_emails_that_differ_only_in_case_and_changes_nothing(
         "Bob@Example.com",
         "x@y.z",
     ]
+
+
+def test_ids_at_their_bound_and_refused_text_are_never_a_server_error(app: Flask) -> None:
+    migrate(flask_migrate.upgrade)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = bearer()["Authorization"]
+    for path in ("users", "invoices", "exports", "webhook-deliveries", "dead-letters"):
+        assert client.get(f"/{path}/{MAX_ID}").status_code == 404
+        assert client.get(f"/{path}/{MAX_ID + 1}").status_code == 404
+    assert client.get(f"/dead-letters?before={MAX_ID}").json["items"] == []
+    assert client.get("/dead-letters?task=a%00b").status_code == 400
+    line = {"description": "x", "quantity": 1, "unit_price_cents": 1}
+    for path, body, field in (
+        ("/invoices", {"user_id": MAX_ID, "lines": [line]}, "user_id"),
+        ("/jobs/welcome-email", {"user_id": MAX_ID}, "user_id"),
+        ("/users", {"email": "nul@example.com", "name": "a\x00b"}, "name"),
+    ):
+        response = client.post(path, json=body)
+        assert (response.status_code, response.json["field"]) == (400, field)
+    name = "Łukasz Żółć Αλέξανδρος Дмитрий 山田 😀"
+    user = client.post("/users", json={"email": "unicode@example.com", "name": name}).json
+    assert client.get(f"/users/{user['id']}").json["name"] == name

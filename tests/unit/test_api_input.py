@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.api.schemas import MAX_INT
+from service.api.schemas import MAX_ID, MAX_INT
 from service.data.db import db
 from service.data.models import Invoice, Job, User, WebhookEndpoint
 from tests.support.auth import api_keys_setting, bearer
@@ -91,7 +91,8 @@ def test_every_id_route_is_found_for_a_small_id(app: Flask, client: FlaskClient)
 
 
 @pytest.mark.parametrize(
-    "raw_id", ["0", "9007199254740992", str(2**63), str(2**64), "9" * 5000, "٣", "²", "-1", "1.0"]
+    "raw_id",
+    ["0", str(MAX_ID + 1), str(2**53), str(2**63), "9" * 5000, "٣", "²", "-1", "1.0", "1e3"],
 )
 def test_an_id_out_of_range_or_not_in_ascii_digits_is_404_on_every_id_route(
     app: Flask, client: FlaskClient, raw_id: str
@@ -106,15 +107,16 @@ def test_an_id_out_of_range_or_not_in_ascii_digits_is_404_on_every_id_route(
 def test_the_largest_id_is_looked_up_and_arabic_digits_are_not_user_3(client: FlaskClient) -> None:
     assert client.get("/users/3").json["id"] == 3
     assert client.get("/users/٣").status_code == 404
-    response = client.get(f"/users/{MAX_INT}")
+    response = client.get(f"/users/{MAX_ID}")
     assert response.status_code == 404
-    assert response.json["message"] == f"user {MAX_INT} does not exist"
+    assert response.json["message"] == f"user {MAX_ID} does not exist"
 
 
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        ("/jobs/welcome-email", {"user_id": MAX_INT + 1}, "user_id"),
+        ("/jobs/welcome-email", {"user_id": MAX_ID + 1}, "user_id"),
+        ("/jobs/invoice-pdf", {"invoice_id": MAX_INT}, "invoice_id"),
         ("/jobs/welcome-email", {"user_id": 2**63}, "user_id"),
         ("/jobs/invoice-pdf", {"invoice_id": 2**64}, "invoice_id"),
         ("/jobs/webhook", {"endpoint_id": 2**63, "event_type": "a", "payload": {}}, "endpoint_id"),

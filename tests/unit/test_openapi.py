@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 
 from service import budget, create_app
 from service.api.dead_letters import MAX_PAGE
-from service.api.schemas import MAX_INT, REQUEST_MODELS
+from service.api.schemas import MAX_ID, REQUEST_MODELS
 from tests.support.auth import api_keys_setting, bearer
 
 KEYS = {"API_KEYS": api_keys_setting()}
@@ -56,7 +56,7 @@ def test_every_id_in_a_path_or_a_body_is_bounded_as_the_api_bounds_it() -> None:
         if param["in"] == "path" and param["name"] == "id"
     ]
     assert len(path_ids) >= 8
-    assert all(s == {"type": "integer", "minimum": 1, "maximum": MAX_INT} for s in path_ids)
+    assert all(s == {"type": "integer", "minimum": 1, "maximum": MAX_ID} for s in path_ids)
     body_ids = [
         prop
         for model in REQUEST_MODELS
@@ -64,7 +64,7 @@ def test_every_id_in_a_path_or_a_body_is_bounded_as_the_api_bounds_it() -> None:
         if name.endswith("_id")
     ]
     assert len(body_ids) >= 4
-    assert all(p["minimum"] == 1 and p["maximum"] == MAX_INT for p in body_ids)
+    assert all(p["minimum"] == 1 and p["maximum"] == MAX_ID for p in body_ids)
 
 
 @pytest.mark.parametrize(

@@ -61,9 +61,9 @@ def pods(
     try:
         for c in started.values():
             c.start()
-        for c in started.values():
-            if {"startupProbe", "readinessProbe"} & set(c.spec):
-                c.wait_ready()
+        # answering over HTTP and Redis first: the workers' exec probes are whole processes
+        wait_until(lambda: serving(broker, started), timeout=120, what="every role", interval=0.5)
+        wait_until(lambda: all(map(ready, started.values())), timeout=60, what="probes")
     except BaseException:
         stop_all(list(started.values()))
         raise
@@ -80,9 +80,8 @@ def restart_exited(pods: dict[str, LocalContainer], restarted: set[str]) -> None
 
 
 def ready(c: LocalContainer) -> bool:
-    """Running, and passing its readiness probe (else its liveness probe) if it has one."""
-    kind = next((k for k in ("readiness", "liveness") if f"{k}Probe" in c.spec), None)
-    return c.alive() and (kind is None or c.probe(kind)[0])
+    """Running, and passing its readiness probe if it has one."""
+    return c.alive() and ("readinessProbe" not in c.spec or c.probe("readiness")[0])
 
 
 def workers_answer(broker: RedisServer, pods: dict[str, LocalContainer]) -> bool:
@@ -105,19 +104,31 @@ def exporter_reads_redis(exporter: LocalContainer) -> bool:
     return 'flask_celery_exporter_dependency_up{dependency="redis"} 1.0' in text
 
 
+def serving(broker: RedisServer, pods: dict[str, LocalContainer]) -> bool:
+    """Every process runs, web is ready, the exporter reads Redis, Flower answers and every
+    worker answers a ping over Redis."""
+    web, flower = pods["web"], pods["flower"]
+    flower_url = f"http://127.0.0.1:{flower.ports[5555]}/healthcheck"
+    return (
+        all(c.alive() for c in pods.values())
+        and httpx.get(f"http://127.0.0.1:{web.ports[8000]}/readyz", timeout=5).status_code == 200
+        and exporter_reads_redis(pods["exporter"])
+        and httpx.get(flower_url, timeout=5).status_code == 200
+        and workers_answer(broker, pods)
+    )
+
+
 def every_role_recovers(broker: RedisServer, pods: dict[str, LocalContainer]) -> set[str]:
-    """Wait until every role is ready and serves again; the roles that had to be restarted."""
+    """Wait until every role serves again and passes its readiness probe, then run a job; the
+    roles that had to be restarted."""
     restarted: set[str] = set()
 
     def recovered() -> bool:
         restart_exited(pods, restarted)
-        return (
-            all(ready(c) for c in pods.values())
-            and exporter_reads_redis(pods["exporter"])
-            and workers_answer(broker, pods)
-        )
+        return serving(broker, pods)
 
-    wait_until(recovered, timeout=RECOVERY, what="every role ready", interval=0.5)
+    wait_until(recovered, timeout=RECOVERY, what="every role serving", interval=0.5)
+    wait_until(lambda: all(map(ready, pods.values())), timeout=RECOVERY, what="probes")
     web = pods["web"]
     base = f"http://127.0.0.1:{web.ports[8000]}"
     with httpx.Client(base_url=base, headers=bearer(), timeout=10) as api:

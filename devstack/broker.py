@@ -2,6 +2,12 @@
 Redis of our own (found, or installed, by scripts/ensure-redis.sh), its AOF in the state dir, on
 the port --redis-port names or else on one remembered there, so that its URL stays the same from
 one run to the next.
+
+A task's message stays unacknowledged in Redis while the task runs (acks late); a worker killed
+outright (a second Ctrl-C, the stack itself killed) leaves it there, and Redis would hand it out
+again only after the visibility timeout, an hour or more. Our own Redis serves no worker but
+ours, so before any starts, every message still unacknowledged is a past run's, and goes back
+to its queue at once.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from kombu.connection import Connection
 
 from .options import REDIS_FIRST_PORT
 from .ports import HOST, port_is_free
@@ -76,3 +85,17 @@ def redis_urls(port: int) -> dict[str, str]:
         "FLASK_CELERY__BROKER_URL": f"redis://{HOST}:{port}/0",
         "FLASK_CELERY__RESULT_BACKEND": f"redis://{HOST}:{port}/1",
     }
+
+
+def requeue_unacknowledged(url: str) -> int:
+    """Put every unacknowledged message on the Redis at `url` back in its queue; how many.
+
+    Only for a Redis no running worker uses: a message a live worker holds would run twice.
+    """
+    # a visibility timeout of 0: every unacknowledged message counts as abandoned
+    with Connection(url, transport_options={"visibility_timeout": 0}) as conn:
+        channel: Any = conn.default_channel
+        count = int(channel.client.zcard(channel.unacked_index_key))
+        if count:
+            channel.qos.restore_visible(num=count)
+    return count

@@ -221,6 +221,9 @@ class Stack:
         self.redis = self.spawn("redis", *broker.redis_command(binary, port, self.state / "redis"))
         self.env |= broker.redis_urls(port)
         self.wait(lambda: redis.Redis(host=HOST, port=port).ping(), "redis")
+        requeued = broker.requeue_unacknowledged(self.env["FLASK_CELERY__BROKER_URL"])
+        if requeued:
+            self.say(f"{requeued} task(s) a past run left unacknowledged are back in their queues")
 
     def migrate(self) -> None:
         # Its own session like every child: a Ctrl-C now stops the stack once it is done.

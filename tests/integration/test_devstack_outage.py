@@ -6,7 +6,8 @@ AOF) and, separately, SIGSTOPped for ten seconds; each time every role must be u
 afterwards (the same process or a restarted one) and a job enqueued after recovery must run.
 Then the stack is stopped while an export outlives the grace period: the stack exits 1 naming
 the worker, no file is left at the export's path, and the next start on the same state
-finishes the job from its requeued message.
+finishes the job from its requeued message. A message that a worker killed outright left
+unacknowledged goes back to its queue when the stack starts again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
@@ -26,6 +29,7 @@ import redis
 from celery import Celery
 from celery.utils.nodenames import host_format
 
+from devstack.broker import requeue_unacknowledged
 from service.routing import WORKER_GROUPS
 from tests.support.api import wait_for_job
 from tests.support.devstack import (
@@ -38,6 +42,7 @@ from tests.support.devstack import (
     stop_devstack,
 )
 from tests.support.processes import wait_until
+from tests.support.redis_server import RedisServer
 
 #: Seconds Redis stays stopped: longer than a Redis socket timeout's share of beat's lock.
 HANG = 10.0
@@ -217,3 +222,30 @@ def test_a_task_cut_short_by_the_grace_period_fails_the_exit_and_runs_on_the_nex
     assert (export["status"], export["row_count"]) == ("done", EXPORT_ROWS), export
     (csv,) = exports.glob("*.csv")
     assert len(csv.read_text().splitlines()) == export["row_count"] + 1
+
+
+TAKE_AND_DIE = """
+import os, sys
+from kombu import Connection
+with Connection(sys.argv[1]) as conn:
+    queue = conn.SimpleQueue("exports")
+    queue.put({"task": "exports.export_table"})
+    queue.get(timeout=10)  # taken, never acknowledged
+    os._exit(0)  # gone without a word, as a killed worker: nothing restores the message
+"""
+
+
+def test_a_message_a_dead_worker_left_unacknowledged_is_requeued_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        url = server.url(0)
+        subprocess.run([sys.executable, "-c", TAKE_AND_DIE, url], check=True, timeout=60)
+        with redis.Redis.from_url(url) as client:
+            assert (client.llen("exports"), client.hlen("unacked")) == (0, 1)
+            assert requeue_unacknowledged(url) == 1
+            assert (client.llen("exports"), client.hlen("unacked")) == (1, 0)
+            assert requeue_unacknowledged(url) == 0
+    finally:
+        server.stop()

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import kombu.exceptions
 import redis
 from celery.schedules import crontab, schedule
 from redbeat.schedulers import (
@@ -55,8 +56,12 @@ RETRY_INTERVAL = 1.0
 #: Seconds between the log lines of one outage after its first.
 OUTAGE_LOG_INTERVAL = 60.0
 
-#: Redis errors that say "not now": the loop retries them.
-REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Errors of beat's Redis or of the broker that say "not now": the loop retries them.
+REDIS_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
 
 #: Work for the leading beat after each tick, each called with the Celery app (the job outbox
 #: relay, connected by `service.signals`).
@@ -187,6 +192,12 @@ class TickRecordingScheduler(RedBeatScheduler):  # type: ignore[misc]
             sent.last_run_at = entry.last_run_at  # the constructor would make None "now"
             entry = sent
         return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+
+    def _ensure_connected(self) -> Any:
+        """The broker connection for the producer, in one attempt: Celery's retries (forever,
+        with `broker_connection_max_retries` unset) would hold the loop, and leave the lock
+        unextended, while the broker is away; the next tick tries again."""
+        return self.connection.ensure_connection(max_retries=0)
 
     @property
     def info(self) -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from tempfile import NamedTemporaryFile
 from typing import Any
@@ -123,7 +125,8 @@ def validate_object(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 _CACHE: dict[
-    tuple[str, str, tuple[str, ...], tuple[str, ...], str], list[dict[str, Any]] | HelmRenderError
+    tuple[str, str, tuple[str, ...], tuple[str, ...], str, str],
+    list[dict[str, Any]] | HelmRenderError,
 ] = {}
 
 
@@ -133,15 +136,17 @@ def render(
     show_only: tuple[str, ...] | list[str] = (),
     release: str = "rel",
     extra_args: tuple[str, ...] = (),
+    chart: Path = CHART,
 ) -> list[dict[str, Any]]:
-    """Render the chart with the real `helm template`; return schema-checked documents."""
+    """Render the chart (or a copy of it) with the real `helm template`; return schema-checked
+    documents."""
     dumped = yaml.safe_dump(values or {}, sort_keys=True)
-    key = (helm, dumped, tuple(show_only), tuple(extra_args), release)
+    key = (helm, dumped, tuple(show_only), tuple(extra_args), release, str(chart))
     if key not in _CACHE:
         with NamedTemporaryFile("w", suffix=".yaml") as f:
             f.write(dumped)
             f.flush()
-            cmd = [helm, "template", release, str(CHART), "--namespace", NAMESPACE, "-f", f.name]
+            cmd = [helm, "template", release, str(chart), "--namespace", NAMESPACE, "-f", f.name]
             cmd += [a for p in show_only for a in ("--show-only", p)]
             cmd += list(extra_args)
             out = subprocess.run(cmd, capture_output=True, text=True, env=helm_env(), timeout=120)
@@ -153,6 +158,42 @@ def render(
     if isinstance(result, HelmRenderError):
         raise result
     return copy.deepcopy(result)
+
+
+def render_releases(
+    helm: str, values: dict[str, Any], releases: list[str], extra_args: tuple[str, ...] = ()
+) -> dict[str, list[dict[str, Any]] | HelmRenderError]:
+    """Render one value set under many release names, a few helm processes at a time: each
+    release's documents, or the HelmRenderError that refused it. The documents are parsed but
+    not schema-checked (render does that), which keeps large batches cheap."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    with NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(yaml.safe_dump(values, sort_keys=True))
+        f.flush()
+
+        def one_release(release: str) -> list[dict[str, Any]] | HelmRenderError:
+            cmd = [helm, "template", release, str(CHART), "--namespace", NAMESPACE, "-f", f.name]
+            out = subprocess.run(
+                [*cmd, *extra_args], capture_output=True, text=True, env=helm_env(), timeout=300
+            )
+            if out.returncode:
+                return HelmRenderError(out.stderr)
+            return [d for d in yaml.load_all(out.stdout, Loader=loader) if d]
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(releases, pool.map(one_release, releases), strict=True))
+
+
+def chart_copy(dest: Path, version: str, app_version: str | None = None) -> Path:
+    """A copy of the chart at dest whose Chart.yaml says this version (and appVersion)."""
+    shutil.copytree(CHART, dest)
+    meta = yaml.safe_load((dest / "Chart.yaml").read_text())
+    meta["version"] = version
+    if app_version is not None:
+        meta["appVersion"] = app_version
+    (dest / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return dest
 
 
 def render_error(helm: str, values: dict[str, Any]) -> str:

@@ -92,7 +92,7 @@ Pod labels: the selector labels plus the standard ones and the user's.
 {{ include "flask-celery.pod.labels" (dict "ctx" $ "component" "web") | nindent 8 }}
 */}}
 {{- define "flask-celery.pod.labels" -}}
-{{ include "flask-celery.labels.standard" . }}
+{{ include "flask-celery.labels.pod" . }}
 {{- with .ctx.Values.podLabels }}
 {{ toYaml . }}
 {{- end }}

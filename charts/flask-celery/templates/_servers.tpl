@@ -5,6 +5,22 @@ StatefulSets and Services share.
 */}}
 
 {{/*
+Image tag of a bundled server: its image.tag, else the major version the chart was tested with.
+{{ include "flask-celery.servers.tag" (dict "ctx" $ "component" "redis") }}
+*/}}
+{{- define "flask-celery.servers.tag" -}}
+{{- (get .ctx.Values .component).image.tag | default (get (dict "redis" "7.2" "postgresql" "16") .component) | toString }}
+{{- end }}
+
+{{/*
+Image reference of a bundled server.
+{{ include "flask-celery.servers.image" (dict "ctx" $ "component" "redis") }}
+*/}}
+{{- define "flask-celery.servers.image" -}}
+{{- include "flask-celery.images.ref" (dict "image" (get .ctx.Values .component).image "default" (include "flask-celery.servers.tag" .)) }}
+{{- end }}
+
+{{/*
 Probes of a bundled server, all running one exec command: startup allows five minutes (a first
 initialisation, a long recovery), then liveness and readiness take over.
 {{- include "flask-celery.servers.probes" $ping | trim | nindent 10 }}
@@ -26,13 +42,12 @@ StatefulSet names; both target the container port named after the component.
 {{ include "flask-celery.servers.services" (dict "ctx" $ "component" "redis" "port" 6379) }}
 */}}
 {{- define "flask-celery.servers.services" -}}
-{{- $name := include "flask-celery.names.component" (dict "ctx" .ctx "component" .component) }}
 {{- range $suffix := list "" "-headless" }}
 ---
 apiVersion: v1
 kind: Service
 metadata:
-  name: {{ $name }}{{ $suffix }}
+  name: {{ include "flask-celery.names.component" (dict "ctx" $.ctx "component" (printf "%s%s" $.component $suffix)) }}
   namespace: {{ $.ctx.Release.Namespace }}
   labels: {{- include "flask-celery.labels.standard" (dict "ctx" $.ctx "component" $.component) | nindent 4 }}
 spec:
@@ -67,7 +82,8 @@ volumeClaimTemplates:
     kind: PersistentVolumeClaim
     metadata:
       name: data
-      labels: {{- include "flask-celery.labels.standard" (dict "ctx" .ctx "component" .component) | nindent 8 }}
+      # Only the selector's labels: Kubernetes refuses any change to a claim template.
+      labels: {{- include "flask-celery.labels.matchLabels" (dict "ctx" .ctx "component" .component) | nindent 8 }}
     spec:
       accessModes:
         - ReadWriteOnce

@@ -22,6 +22,7 @@ Render nothing, or fail listing every violated rule.
 {{- $messages = append $messages (include "flask-celery.validate.networkPolicy" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.metrics" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.auth" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.names" .) }}
 {{- $messages = without $messages "" }}
 {{- if $messages }}
 {{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail }}
@@ -297,6 +298,40 @@ an identity provider given whole or not at all (web would refuse to start).
 {{- end }}
 {{- if and $given $missing }}
 {{- $out = append $out (printf "%s set without %s: an identity provider needs its issuer, audience and JWKS URL together; set %s, or unset %s." (join ", " $given) (join ", " $missing) (join ", " $missing) (join ", " $given)) }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Names: every object name starts with the release prefix (flask-celery.names.prefix), so it must
+suit the strictest kind, a Service (DNS-1035 label); nameOverride is also a label value. Each
+component's own part must leave room within its kind's limit for at least one character of the
+prefix and the 8-character hash that keeps cut names unique (see _names.tpl).
+{{ include "flask-celery.validate.names" . }}
+*/}}
+{{- define "flask-celery.validate.names" -}}
+{{- $out := list }}
+{{- $prefix := include "flask-celery.names.prefix" . }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $prefix) }}
+{{- $out = append $out (printf "Object names start with %q (release name %q, nameOverride, fullnameOverride), but Service names must be DNS-1035 labels: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit; choose such a release name or set fullnameOverride." $prefix .Release.Name) }}
+{{- end }}
+{{- with .Values.nameOverride }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" .) }}
+{{- $out = append $out (printf "nameOverride %q is the app.kubernetes.io/name label's value: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit." .) }}
+{{- end }}
+{{- end }}
+{{- $components := list }}
+{{- range $i, $g := .Values.workers.groups }}
+{{- $components = append $components (list (printf "workers.groups[%d].name" $i) (printf "worker-%s" $g.name)) }}
+{{- end }}
+{{- range $i, $g := .Values.networkPolicy.internet.groups }}
+{{- $components = append $components (list (printf "networkPolicy.internet.groups[%d]" $i) (printf "worker-%s-internet" $g)) }}
+{{- end }}
+{{- range $c := $components }}
+{{- $limit := include "flask-celery.names.limit" (index $c 1) | int }}
+{{- if gt (add (len (index $c 1)) 11) $limit }}
+{{- $out = append $out (printf "%s: the object name part %q cannot fit the %d-character limit of Kubernetes names with the release prefix and the 8-character hash that keeps cut names unique (at most %d characters); shorten it." (index $c 0) (index $c 1) $limit (sub $limit 11)) }}
+{{- end }}
 {{- end }}
 {{- join "\n" $out }}
 {{- end }}

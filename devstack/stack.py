@@ -2,7 +2,7 @@
 Flower, and the SMTP and webhook sinks, each process's log lines behind its own prefix.
 
 All state (Redis AOF, SQLite, storage, received mails and webhooks, the Flower password) lives
-in one directory, `var/` by default. A process that exits on its own (beat losing Redis, or Redis
+in one directory, `var/` by default. A process that exits on its own (a crashed role, or Redis
 itself) is started again after a growing delay (`devstack.supervise`), so the stack rides out a
 broker outage. Children run in sessions of their own, so a terminal's Ctrl-C reaches only this
 process, which sends each child one SIGTERM: workers finish their running tasks (warm shutdown),

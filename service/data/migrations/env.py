@@ -25,16 +25,26 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     """Apply migrations over a connection from the app's engine."""
     with db.engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
+        locked = connection.dialect.name == "postgresql"
+        if locked:
             connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
             connection.commit()
-        context.configure(
-            connection=connection,
-            target_metadata=db.metadata,
-            **current_app.extensions["migrate"].configure_args,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=db.metadata,
+                **current_app.extensions["migrate"].configure_args,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            # a session lock outlives the transaction: released here, not when the pooled
+            # connection is next closed, or a second migration in this process would wait forever
+            if locked:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                connection.commit()
 
 
 if context.is_offline_mode():

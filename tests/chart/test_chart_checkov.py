@@ -45,8 +45,8 @@ EXPECTED_SKIPS = {
     "CKV_K8S_43",  # image pinned by tag unless image.digest is set
     "CKV_K8S_15",  # IfNotPresent for immutable tags
     "CKV_K8S_40",  # the official Redis and PostgreSQL images' uid 999
-    "CKV_K8S_8",  # beat has no endpoint to probe
-    "CKV_K8S_9",  # beat receives no traffic
+    "CKV_K8S_8",  # the helm test Pod runs one check and exits (beat has a liveness probe)
+    "CKV_K8S_9",  # beat and the helm test Pod receive no traffic
     "CKV2_K8S_6",  # NetworkPolicies off (defaults only)
 }
 
@@ -112,6 +112,9 @@ def test_checkov_finds_no_failed_check(checkov, helm, values, tmp_path):
     )
     if values:
         assert "CKV2_K8S_6" not in {s["check_id"] for s in skipped}
+    # beat is probed for liveness now: only the test Pod skips the liveness check
+    liveness = {s["resource"] for s in skipped if s["check_id"] == "CKV_K8S_8"}
+    assert liveness == {"Pod.flask-celery.rel-flask-celery-web-test"}, liveness
     if values.get("metrics"):
         exporter = "Deployment.flask-celery.rel-flask-celery-exporter"
         assert exporter in {c["resource"] for c in report["results"]["passed_checks"]}

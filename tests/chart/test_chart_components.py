@@ -35,7 +35,7 @@ def test_web_runs_gunicorn_with_health_and_readiness_probes(render):
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
-    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 45
     svc = one(docs, "Service", NAME.format("web"))
     assert svc["spec"]["ports"][0]["targetPort"] == "http"
 

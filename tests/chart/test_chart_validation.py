@@ -164,9 +164,9 @@ def test_beat_lock_must_outlive_the_loop(helm):
 def test_web_graceful_timeout_must_fit_in_grace_period(helm):
     msg = error(helm, {"web": {"gracefulTimeoutSeconds": 60}})
     assert (
-        "web.gracefulTimeoutSeconds (60) must be less than web.terminationGracePeriodSeconds (40)"
-        in msg
-    )
+        "web.preStopSleepSeconds (10) + web.gracefulTimeoutSeconds (60) must be less than "
+        "web.terminationGracePeriodSeconds (45)"
+    ) in msg
 
 
 def test_external_redis_needs_its_secret_and_host(helm):

@@ -212,9 +212,13 @@ class LocalCluster:
         }
 
     def pod_spec(self, deployment: str) -> dict[str, Any]:
+        """The pod spec of a Deployment, or of a bare Pod (the helm test hook) of that name."""
         found = [d for d in by_kind(self.docs, "Deployment") if d["metadata"]["name"] == deployment]
-        assert found, f"no Deployment {deployment} rendered"
-        return found[0]["spec"]["template"]["spec"]
+        if found:
+            return found[0]["spec"]["template"]["spec"]
+        pods = [d for d in by_kind(self.docs, "Pod") if d["metadata"]["name"] == deployment]
+        assert pods, f"no Deployment or Pod {deployment} rendered"
+        return pods[0]["spec"]
 
     def local_url(self, url: str) -> str:
         """A rendered URL moved to its local stand-in: a Redis URL to the local server (same

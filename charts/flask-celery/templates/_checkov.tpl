@@ -19,10 +19,10 @@ at values path `key`) and the opt-in NetworkPolicies; each only while its check 
 */}}
 {{- define "flask-celery.checkov.commonSkips" -}}
 {{- if not .image.digest }}
-checkov.io/skip2: CKV_K8S_43=The image is pinned by tag; set {{ .key }}.digest to pin it by digest.
+checkov.io/skip2: CKV_K8S_43=The image is referenced by its tag {{ .image.tag | default .ctx.Chart.AppVersion | quote }}, which its registry can move to another image; set {{ .key }}.digest to pin it.
 {{- end }}
 {{- if ne .image.pullPolicy "Always" }}
-checkov.io/skip3: CKV_K8S_15=Pinned tags are not re-pulled, so IfNotPresent avoids a registry round trip on every start; set {{ .key }}.pullPolicy to Always to change it.
+checkov.io/skip3: CKV_K8S_15=IfNotPresent starts pods from the image a node already holds, without a registry round trip, even if the tag has moved since; set {{ .key }}.digest to pin the image, or {{ .key }}.pullPolicy to Always.
 {{- end }}
 {{- if not .ctx.Values.networkPolicy.enabled }}
 checkov.io/skip6: CKV2_K8S_6=NetworkPolicies are opt-in because their peers depend on the cluster (ingress, KEDA and Prometheus namespaces); set networkPolicy.enabled to true in production.

@@ -58,6 +58,8 @@ database.existingSecret, a user-provided Secret.
   value: {{ $v.smtp.host | quote }}
 - name: FLASK_SMTP_PORT
   value: {{ $v.smtp.port | int | quote }}
+- name: FLASK_SMTP_TLS
+  value: {{ $v.smtp.tls | quote }}
 {{- end }}
 {{- if $v.smtp.username }}
 - name: FLASK_SMTP_USERNAME
@@ -74,6 +76,7 @@ database.existingSecret, a user-provided Secret.
   value: {{ $v.smtp.from | quote }}
 - name: FLASK_WEBHOOK_ALLOWED_NETWORKS
   value: {{ toJson $v.webhooks.allowedNetworks | quote }}
+{{- include "flask-celery.env.caFiles" .ctx }}
 {{- end }}
 {{- with $v.app.extraEnv }}
 {{ toYaml . }}
@@ -127,4 +130,21 @@ which must therefore be the longest limit any group runs a task under.
   value: {{ $hard | quote }}
 - name: FLASK_CELERY__TASK_SOFT_TIME_LIMIT
   value: {{ $soft | quote }}
+{{- end }}
+
+{{/*
+The CA bundle (caBundle) as the CA file of each connection in caBundle.verifies; a connection
+not listed keeps the system's CAs (each setting replaces them, it does not add to them).
+{{- include "flask-celery.env.caFiles" $ }}
+*/}}
+{{- define "flask-celery.env.caFiles" -}}
+{{- $ca := .Values.caBundle }}
+{{- if or $ca.configMap $ca.secret }}
+{{- range $connection, $setting := dict "smtp" "FLASK_SMTP_CA_FILE" "webhooks" "FLASK_WEBHOOK_CA_FILE" "jwt" "FLASK_AUTH_JWT_CA_FILE" }}
+{{- if has $connection $ca.verifies }}
+- name: {{ $setting }}
+  value: {{ include "flask-celery.volumes.caFile" $ }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}

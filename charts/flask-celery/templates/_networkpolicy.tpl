@@ -111,3 +111,47 @@ ports: {{- include "flask-celery.networkPolicy.internetPorts" $np.internet.ports
   protocol: TCP
 {{- end }}
 {{- end }}
+
+{{/*
+Egress rules to the internet on `ports`: any IPv4 and IPv6 address except the internal ranges
+(networkPolicy.internet.exceptCidrs) and the cluster's (networkPolicy.internet.clusterCidrs),
+each in the rule of its family, plus the ranges in `allowed` (IPv4 ones that webhooks may reach).
+{{ include "flask-celery.networkPolicy.internetEgress" (dict "ctx" $ "ports" (list 443) "allowed" list) | nindent 4 }}
+*/}}
+{{- define "flask-celery.networkPolicy.internetEgress" -}}
+{{- $np := .ctx.Values.networkPolicy }}
+{{- $except4 := list }}
+{{- $except6 := list }}
+{{- range concat $np.internet.exceptCidrs $np.internet.clusterCidrs }}
+{{- if contains ":" . }}{{ $except6 = append $except6 . }}{{ else }}{{ $except4 = append $except4 . }}{{ end }}
+{{- end }}
+{{- $ports := include "flask-celery.networkPolicy.internetPorts" .ports | trim }}
+- to:
+    - ipBlock:
+        cidr: 0.0.0.0/0
+        {{- with $except4 }}
+        except: {{- toYaml . | nindent 10 }}
+        {{- end }}
+    {{- range .allowed }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports: {{- $ports | nindent 4 }}
+- to:
+    - ipBlock:
+        cidr: ::/0
+        {{- with $except6 }}
+        except: {{- toYaml . | nindent 10 }}
+        {{- end }}
+  ports: {{- $ports | nindent 4 }}
+{{- end }}
+
+{{/*
+Port of web's identity provider (auth.jwt.jwksUrl): the URL's own, else 443.
+{{ include "flask-celery.networkPolicy.jwksPort" . }}
+*/}}
+{{- define "flask-celery.networkPolicy.jwksPort" -}}
+{{- $host := (urlParse .Values.auth.jwt.jwksUrl).host }}
+{{- $port := regexFind ":[0-9]+$" $host | trimPrefix ":" }}
+{{- $port | default "443" }}
+{{- end }}

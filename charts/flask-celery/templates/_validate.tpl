@@ -16,6 +16,10 @@ Render nothing, or fail listing every violated rule.
 {{- $messages = append $messages (include "flask-celery.validate.autoscaling" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.beatLock" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.webShutdown" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.beatProbe" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.smtp" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.caBundle" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.flowerIngress" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.redis" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.database" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.flower" .) }}
@@ -151,13 +155,71 @@ longest loop or a second beat takes over while the first still runs.
 {{- end }}
 
 {{/*
-Web shutdown: gunicorn's graceful timeout must fit in the pod's grace period.
+Web shutdown: the preStop sleep and then gunicorn's graceful timeout must fit in the pod's grace
+period, which counts from the start of the preStop hook.
 {{ include "flask-celery.validate.webShutdown" . }}
 */}}
 {{- define "flask-celery.validate.webShutdown" -}}
 {{- $w := .Values.web }}
-{{- if ge ($w.gracefulTimeoutSeconds | int) ($w.terminationGracePeriodSeconds | int) }}
-{{- printf "web.gracefulTimeoutSeconds (%d) must be less than web.terminationGracePeriodSeconds (%d), or Kubernetes kills requests gunicorn is still finishing; lower web.gracefulTimeoutSeconds or raise web.terminationGracePeriodSeconds." ($w.gracefulTimeoutSeconds | int) ($w.terminationGracePeriodSeconds | int) }}
+{{- $sleep := $w.preStopSleepSeconds | int }}
+{{- if ge (add $sleep ($w.gracefulTimeoutSeconds | int)) ($w.terminationGracePeriodSeconds | int) }}
+{{- printf "web.preStopSleepSeconds (%d) + web.gracefulTimeoutSeconds (%d) must be less than web.terminationGracePeriodSeconds (%d), or Kubernetes kills requests gunicorn is still finishing; lower web.preStopSleepSeconds or web.gracefulTimeoutSeconds, or raise web.terminationGracePeriodSeconds." $sleep ($w.gracefulTimeoutSeconds | int) ($w.terminationGracePeriodSeconds | int) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Beat liveness: a beat that replaces another waits up to the lock timeout for its lock and one
+loop more before it ticks, and the probe must not fail it for that.
+{{ include "flask-celery.validate.beatProbe" . }}
+*/}}
+{{- define "flask-celery.validate.beatProbe" -}}
+{{- $b := .Values.beat }}
+{{- $wait := add ($b.lockTimeoutSeconds | int) ($b.maxLoopIntervalSeconds | int) }}
+{{- if and $b.enabled (le ($b.tickMaxAgeSeconds | int) $wait) }}
+{{- printf "beat.tickMaxAgeSeconds (%d) must be greater than beat.lockTimeoutSeconds + beat.maxLoopIntervalSeconds (%d), or the liveness probe restarts a beat that is still waiting for the lock of the one it replaced; raise beat.tickMaxAgeSeconds." ($b.tickMaxAgeSeconds | int) $wait }}
+{{- end }}
+{{- end }}
+
+{{/*
+SMTP: the TLS mode must suit the port's convention (implicit TLS on 465, STARTTLS on 587), or
+every mail waits for a handshake that never comes.
+{{ include "flask-celery.validate.smtp" . }}
+*/}}
+{{- define "flask-celery.validate.smtp" -}}
+{{- $s := .Values.smtp }}
+{{- $port := $s.port | int }}
+{{- if and $s.host (eq $s.tls "ssl") (eq $port 587) }}
+{{- print "smtp.tls is ssl (TLS from the first byte) but smtp.port is 587, where relays expect STARTTLS; set smtp.tls=starttls, or smtp.port=465 for implicit TLS." }}
+{{- else if and $s.host (eq $s.tls "starttls") (eq $port 465) }}
+{{- print "smtp.tls is starttls but smtp.port is 465, where relays speak TLS from the first byte; set smtp.tls=ssl, or smtp.port=587 for STARTTLS." }}
+{{- end }}
+{{- end }}
+
+{{/*
+Flower behind an Ingress: with NetworkPolicies on, Flower accepts only networkPolicy.flowerFrom,
+so the Ingress controller must be listed there or every request is dropped.
+{{ include "flask-celery.validate.flowerIngress" . }}
+*/}}
+{{- define "flask-celery.validate.flowerIngress" -}}
+{{- $v := .Values }}
+{{- if and $v.flower.enabled $v.flower.ingress.enabled $v.networkPolicy.enabled (not $v.networkPolicy.flowerFrom) }}
+{{- print "flower.ingress.enabled with networkPolicy.enabled lets no one reach Flower: networkPolicy.flowerFrom is empty; add the Ingress controller's pods (e.g. a namespaceSelector for its namespace) to networkPolicy.flowerFrom." }}
+{{- end }}
+{{- end }}
+
+{{/*
+CA bundle: one source, and it verifies at least one connection; a connection listed without a
+bundle would have nothing to verify against.
+{{ include "flask-celery.validate.caBundle" . }}
+*/}}
+{{- define "flask-celery.validate.caBundle" -}}
+{{- $ca := .Values.caBundle }}
+{{- if and $ca.configMap $ca.secret }}
+{{- print "caBundle.configMap and caBundle.secret are both set; keep the one that holds the bundle." }}
+{{- else if and (or $ca.configMap $ca.secret) (not $ca.verifies) }}
+{{- print "caBundle names a bundle but caBundle.verifies is empty, so no connection uses it; list the connections it verifies (smtp, webhooks, jwt)." }}
+{{- else if and $ca.verifies (not (or $ca.configMap $ca.secret)) }}
+{{- printf "caBundle.verifies lists %s but no bundle is set; set caBundle.configMap or caBundle.secret (and caBundle.key), or empty caBundle.verifies." (join ", " $ca.verifies) }}
 {{- end }}
 {{- end }}
 

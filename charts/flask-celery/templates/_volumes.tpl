@@ -1,6 +1,7 @@
 {{/*
 Volumes of the application pods. The root filesystem is read-only, so everything the app
-writes goes to a volume: /tmp, the Prometheus multiprocess directory, and file storage.
+writes goes to a volume: /tmp, the Prometheus multiprocess directory, and file storage; a
+private CA bundle (caBundle) is mounted read-only beside them.
 */}}
 
 {{/*
@@ -18,11 +19,28 @@ would refuse.
 - name: prometheus
   emptyDir: {}
 - name: storage
-{{- if and $p.enabled (not (has .component (list "migrations" "flower" "exporter"))) }}
+{{- if and $p.enabled (not (has .component (list "migrations" "flower" "exporter" "web-test"))) }}
   persistentVolumeClaim:
     claimName: {{ default (include "flask-celery.names.component" (dict "ctx" .ctx "component" "storage")) $p.existingClaim }}
 {{- else }}
   emptyDir: {}
+{{- end }}
+{{- with .ctx.Values.caBundle }}
+{{- if .configMap }}
+- name: ca-bundle
+  configMap:
+    name: {{ .configMap }}
+    items:
+      - key: {{ .key }}
+        path: ca.crt
+{{- else if .secret }}
+- name: ca-bundle
+  secret:
+    secretName: {{ .secret }}
+    items:
+      - key: {{ .key }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -37,4 +55,17 @@ Mounts matching flask-celery.volumes.app.
   mountPath: /var/run/prometheus
 - name: storage
   mountPath: {{ .Values.storage.mountPath }}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}
+- name: ca-bundle
+  mountPath: /etc/flask-celery/ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+Path of the CA bundle (caBundle) in every application container.
+{{ include "flask-celery.volumes.caFile" $ }}
+*/}}
+{{- define "flask-celery.volumes.caFile" -}}
+/etc/flask-celery/ca/ca.crt
 {{- end }}

@@ -32,7 +32,7 @@ JWT = {
 }
 #: A beat that may take over within 3 s, so its liveness can be shown failing within seconds.
 QUICK_BEAT = {
-    "beat": {"lockTimeoutSeconds": 2, "maxLoopIntervalSeconds": 1, "tickMaxAgeSeconds": 10}
+    "beat": {"lockTimeoutSeconds": 2, "maxLoopIntervalSeconds": 1, "tickMaxAgeSeconds": 5}
 }
 
 
@@ -258,7 +258,7 @@ def test_helm_test_fails_with_a_key_web_refuses(local_cluster, local_web, tmp_pa
 
 
 def test_helm_test_fails_when_web_never_answers(local_cluster, tmp_path_factory):
-    cluster = local_release({"helmTest": {"timeoutSeconds": 10}}, local_cluster, tmp_path_factory)
+    cluster = local_release({"helmTest": {"timeoutSeconds": 2}}, local_cluster, tmp_path_factory)
     code, out = run_test_pod(cluster, f"http://127.0.0.1:{free_port()}")
     assert code == 1
     assert "FAIL: web answers /readyz with 200 within the timeout" in out

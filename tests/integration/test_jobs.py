@@ -9,20 +9,55 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 from uuid import uuid4
 
 import httpx
+import redis
 import sqlalchemy as sa
 from pypdf import PdfReader
 
 from devstack.sinks import SmtpSink, WebhookSink
 from service.data.db import db, utcnow
 from service.data.models import EmailLog, Export, User
-from service.outbound.signing import verify
 from tests.support.api import new_user, wait_for_job
 from tests.support.processes import wait_until
+from tests.support.redis_server import RedisServer
+
+
+class RedisCommands:
+    """Every command the Redis server runs while this is open (MONITOR), every database."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url, socket_timeout=10, decode_responses=True)
+        self._monitor = self._client.monitor()
+
+    def __enter__(self) -> RedisCommands:
+        self._monitor.__enter__()  # the server has answered MONITOR when this returns
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._monitor.__exit__()
+        self._client.close()
+
+    def until_now(self) -> list[tuple[str, str, str]]:
+        """(command, first argument, the other arguments) of every command run so far."""
+        marker = f"until-now-{uuid4()}"
+        self._client.echo(marker)  # another connection: it ends the stream read below
+        seen: list[tuple[str, str, str]] = []
+        while True:
+            name, _, args = self._monitor.next_command()["command"].partition(" ")
+            if name.upper() == "ECHO" and args == marker:
+                return seen
+            first, _, rest = args.partition(" ")
+            seen.append((name.upper(), first, rest))
+
+
+def count(seen: list[tuple[str, str, str]], command: str, key: str, needle: str) -> int:
+    """How many of `seen` ran `command` on `key` with `needle` in their other arguments."""
+    return sum(c[:2] == (command, key) and needle in c[2] for c in seen)
 
 
 def test_add_job_answers_at_once_and_reports_the_sum(api: httpx.Client) -> None:
@@ -111,27 +146,38 @@ def test_export_progress_is_visible_while_it_runs(api: httpx.Client, stack_app: 
 
 
 def test_webhook_is_signed_and_delivered(api: httpx.Client, webhook_sink: WebhookSink) -> None:
-    endpoint = api.post(
-        "/webhook-endpoints", json={"url": f"{webhook_sink.url}/hooks/signed"}
-    ).json()
-    webhook_sink.secrets["/hooks/signed"] = endpoint["secret"]
-    job = api.post(
-        "/jobs/webhook",
-        json={
-            "endpoint_id": endpoint["id"],
-            "event_type": "invoice.paid",
-            "payload": {"invoice": 42},
-        },
-    ).json()
-    status = wait_for_job(api, job["status_url"])
-    assert status["value"] == {"status": "delivered", "response_status": 200}
+    # Two endpoints signed at the same moment: the receiver checks the first with its own
+    # secret, the second with the first's. Both signatures are fresh, so only the secret can
+    # make the second fail.
+    paths = ("/hooks/signed", "/hooks/signed-elsewhere")
+    endpoints = [
+        api.post("/webhook-endpoints", json={"url": f"{webhook_sink.url}{path}"}).json()
+        for path in paths
+    ]
+    for path in paths:
+        webhook_sink.secrets[path] = endpoints[0]["secret"]
+    jobs = [
+        api.post(
+            "/jobs/webhook",
+            json={
+                "endpoint_id": endpoint["id"],
+                "event_type": "invoice.paid",
+                "payload": {"invoice": 42},
+            },
+        ).json()
+        for endpoint in endpoints
+    ]
+    for job in jobs:
+        status = wait_for_job(api, job["status_url"])
+        assert status["value"] == {"status": "delivered", "response_status": 200}
 
     [received] = webhook_sink.received("/hooks/signed")
     assert received["signature_valid"] is True
     event = json.loads(received["body"])
     assert event["type"] == "invoice.paid" and event["data"] == {"invoice": 42}
     assert received["event_id"] == event["id"]
-    assert not verify("another-secret-entirely", received["body"].encode(), "t=1,v1=00")
+    [elsewhere] = webhook_sink.received("/hooks/signed-elsewhere")
+    assert elsewhere["signature_valid"] is False
 
 
 def test_webhook_retries_a_5xx_then_delivers_with_the_same_event_id(
@@ -188,21 +234,39 @@ def test_trial_reminders_mail_only_trials_ending_soon(
 
 
 def test_countdown_delays_the_job(api: httpx.Client) -> None:
-    job = api.post("/jobs/add", json={"a": 1, "b": 1, "countdown": 2}).json()
+    countdown = 2
+    asked = datetime.now(UTC)
+    job = api.post("/jobs/add", json={"a": 1, "b": 1, "countdown": countdown}).json()
     assert api.get(job["status_url"]).json()["state"] == "pending"
-    assert wait_for_job(api, job["status_url"])["value"] == 2
+    status = wait_for_job(api, job["status_url"])
+    assert status["value"] == 2
+    # A loose lower bound: a countdown that is ignored starts the job within milliseconds.
+    started = datetime.fromisoformat(status["started_at"])
+    assert started - asked >= timedelta(seconds=countdown - 0.5), (asked, status)
 
 
-def test_idempotency_key_returns_the_same_job_without_enqueuing_again(api: httpx.Client) -> None:
+def test_idempotency_key_returns_the_same_job_without_enqueuing_again(
+    api: httpx.Client, redis_server: RedisServer
+) -> None:
     key = {"Idempotency-Key": f"test-{uuid4()}"}
-    first = api.post("/jobs/add", json={"a": 20, "b": 22}, headers=key)
-    again = api.post("/jobs/add", json={"a": 20, "b": 22}, headers=key)
-    assert first.status_code == again.status_code == 202
-    assert first.json()["job_id"] == again.json()["job_id"]
-    assert again.headers["Idempotent-Replayed"] == "true"
-    other = api.post("/jobs/add", json={"a": 1, "b": 1}, headers=key)
-    assert other.status_code == 422
-    assert wait_for_job(api, first.json()["status_url"])["value"] == 42
+    with RedisCommands(redis_server.url()) as commands:
+        first = api.post("/jobs/add", json={"a": 20, "b": 22}, headers=key)
+        again = api.post("/jobs/add", json={"a": 20, "b": 22}, headers=key)
+        other = api.post("/jobs/add", json={"a": 1, "b": 1}, headers=key)
+        assert first.status_code == again.status_code == 202
+        job_id = first.json()["job_id"]
+        assert again.json()["job_id"] == job_id
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert other.status_code == 422
+        assert wait_for_job(api, first.json()["status_url"])["value"] == 42
+        seen = commands.until_now()
+    # A replay publishes nothing: one message for the job reached the broker, the worker took
+    # it once (its in-flight entry is added on receipt, removed when the run ends: one run),
+    # and the job's row counts one attempt.
+    assert count(seen, "LPUSH", "default", job_id) == 1
+    assert count(seen, "ZADD", "flask_celery:inflight:default", job_id) == 1
+    assert count(seen, "ZREM", "flask_celery:inflight:default", job_id) == 1
+    assert api.get(f"/jobs/{job_id}").json()["attempts"] == 1
 
 
 def test_unknown_job_id_is_404(api: httpx.Client) -> None:

@@ -21,7 +21,9 @@ from .schemas import EARLIEST_ETA, MAX_ID, NO_CONTROL_CHARACTERS, REQUEST_MODELS
 bp = Blueprint("openapi", __name__)
 
 _JOB_ACCEPTED = {
-    "description": "Enqueued (or replayed for a known Idempotency-Key); poll status_url.",
+    "description": "Accepted: the job will run, published now or, when the publish was "
+    "ambiguous, by the outbox relay (or replayed for a known Idempotency-Key); poll status_url. "
+    "A 503 means nothing was sent and nothing kept.",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobAccepted"}}},
 }
 _ERRORS = {

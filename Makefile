@@ -7,6 +7,8 @@ TOOLS := .tools
 HELM4 := $(TOOLS)/helm-4.3.1/helm
 HELM3 := $(TOOLS)/helm-3.19.0/helm
 PYTEST_ARGS ?=
+# test modules run side by side, each whole on one pytest worker (their servers start per worker)
+PYTEST_WORKERS ?= 3
 
 .DEFAULT_GOAL := help
 
@@ -52,8 +54,8 @@ run: venv
 
 .PHONY: test  ## Run the whole suite: unit, integration (real redis/celery/gunicorn), chart (real helm)
 test: venv redis postgres prometheus helm checkov
-	@echo "==> pytest"
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "==> pytest ($(PYTEST_WORKERS) workers)"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: bench  ## Benchmarks: the job path against bare Celery, metrics on against off (one line each)
 bench: venv redis

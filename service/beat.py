@@ -63,16 +63,26 @@ REDIS_UNAVAILABLE = (
     kombu.exceptions.OperationalError,
 )
 
-#: Work for the leading beat after each tick, each called with the Celery app (the job outbox
-#: relay, connected by `service.signals`).
-AFTER_TICK: list[Callable[[Any], None]] = []
+#: The attribute of a Celery app that lists the work for its leading beat after each tick
+#: (the job outbox relay, added by `service.signals`): kept on the app, so it lives and dies
+#: with it and another app's beat never runs it.
+AFTER_TICK = "flask_celery_after_tick"
+
+
+def after_tick(app: Any, hook: Callable[[Any], None]) -> None:
+    """Have the leading beat of Celery app `app` call `hook(app)` after each tick."""
+    hooks = getattr(app, AFTER_TICK, None)
+    if hooks is None:
+        hooks = []
+        setattr(app, AFTER_TICK, hooks)
+    hooks.append(hook)
 
 log = logging.getLogger(__name__)
 
 
 def run_after_tick(app: Any) -> None:
-    """Call every `AFTER_TICK` hook; an error is logged and never stops scheduling."""
-    for hook in AFTER_TICK:
+    """Call `app`'s after-tick hooks; an error is logged and never stops scheduling."""
+    for hook in getattr(app, AFTER_TICK, ()):
         try:
             hook(app)
         except Exception:  # noqa: BLE001 - scheduling goes on

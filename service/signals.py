@@ -190,7 +190,7 @@ def connect_app(flask_app: Flask, celery_app: Celery) -> None:
             lifecycle.succeeded(flask_app, task_id, retval)
 
     # Beat, the leader only (it alone ticks): publish the jobs whose request could not.
-    beat.AFTER_TICK.append(outbox.Relay(flask_app, celery_app))
+    beat.after_tick(celery_app, outbox.Relay(flask_app, celery_app))
 
     # Worker main process, before the pool starts: a past run's metric files would be summed in.
     @worker_init.connect(weak=False)

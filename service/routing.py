@@ -7,6 +7,8 @@ strings are also the `listName` of the chart's KEDA triggers. The chart's defaul
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: Queue names. Lower-case ``[a-z0-9_]``: they are Redis keys and KEDA list names.
 QUEUES: tuple[str, ...] = ("default", "email", "pdf", "exports", "webhooks")
 
@@ -39,3 +41,17 @@ def queue_for(task_name: str) -> str:
 def celery_routes() -> dict[str, dict[str, str]]:
     """The table in the shape of Celery's `task_routes` setting."""
     return {name: {"queue": queue} for name, queue in TASK_ROUTES.items()}
+
+
+def unknown_queues_message(requested: Iterable[str], known: Iterable[str]) -> str:
+    """Why a worker cannot consume `requested`: each queue not in `known` and the known ones;
+    empty when every requested queue is known."""
+    known = list(known)
+    unknown = [q for q in requested if q not in known]
+    if not unknown:
+        return ""
+    return (
+        f"worker refuses to start: queue(s) {', '.join(repr(q) for q in unknown)} not defined by "
+        f"the app; the known queues are {', '.join(known)} (service/routing.py QUEUES). "
+        "Consume only those in --queues, or add the queue and its routes to service/routing.py."
+    )

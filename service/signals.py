@@ -15,12 +15,14 @@ several apps (the tests do).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import (
     after_task_publish,
     before_task_publish,
+    celeryd_init,
     setup_logging,
     task_failure,
     task_postrun,
@@ -38,7 +40,7 @@ from celery.signals import (
 )
 from flask import Flask
 
-from . import beat
+from . import beat, routing
 from .data.db import db
 from .jobs import lifecycle, outbox
 from .observability import logging as logs
@@ -67,6 +69,27 @@ def _before_publish(
 def _after_publish(sender: str | None = None, routing_key: str | None = None, **_: Any) -> None:
     if metrics.enabled():
         metrics.count_sent(sender, routing_key)
+
+
+# - Worker main process, starting: before it selects its queues ------------------------------
+
+
+@celeryd_init.connect
+def _refuse_unknown_queues(
+    conf: Any = None, options: dict[str, Any] | None = None, **_: Any
+) -> None:
+    # Celery would raise a traceback advising task_create_missing_queues; a worker on a queue
+    # nothing routes to would run no task, so it exits at once naming the queues it may consume.
+    if conf is None or conf.task_create_missing_queues or not conf.task_queues:
+        return
+    known = [q.name for q in conf.task_queues]
+    requested = (options or {}).get("queues") or ()
+    if isinstance(requested, str):
+        requested = requested.split(",")
+    problem = routing.unknown_queues_message(requested, known)
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        raise SystemExit(os.EX_CONFIG)
 
 
 # - Worker main process: messages received, revoked -------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from service import create_app
-from service.routing import QUEUES, TASK_ROUTES, WORKER_GROUPS
+from service.routing import QUEUES, TASK_ROUTES, WORKER_GROUPS, unknown_queues_message
 
 VALUES = Path(__file__).resolve().parents[2] / "charts" / "flask-celery" / "values.yaml"
 
@@ -50,3 +50,13 @@ def test_chart_default_worker_groups_match_the_routing_table() -> None:
         pytest.fail(f"{VALUES} is missing")
     groups = yaml.safe_load(VALUES.read_text())["workers"]["groups"]
     assert {g["name"]: tuple(g["queues"]) for g in groups} == WORKER_GROUPS
+
+
+def test_unknown_queues_message_names_each_unknown_queue_and_the_known_ones() -> None:
+    message = unknown_queues_message(["default", "bulk", "slow"], QUEUES)
+    assert "'bulk', 'slow'" in message and "'default'" not in message
+    assert "default, email, pdf, exports, webhooks" in message
+
+
+def test_known_queues_need_no_message() -> None:
+    assert unknown_queues_message(["webhooks", "default"], QUEUES) == ""

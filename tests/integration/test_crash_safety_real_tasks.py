@@ -1,0 +1,256 @@
+"""Crash safety of the production tasks: workers SIGKILLed while mails, invoice PDFs, exports and
+webhook deliveries run, each effect counted where it lands.
+
+The outside world is real and local: an SMTP sink keeping every mail, a webhook receiver keeping
+every POST (`devstack.sinks`), and the storage directory. The promise (design, "Delivery
+guarantees"): no job is lost, and the effect the project owns happens once: one `email_log` row
+per mail key, one PDF per invoice, one export file with every row, one delivered row per webhook.
+What crosses to another party before the commit cannot be taken back, so a kill between the SMTP
+or HTTP call and the commit sends that mail or event again, with the same Message-ID or event id
+(the modules of `service.tasks` say so): those repeats are counted, bounded by the tasks the kills
+interrupted, and reported.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+import sqlalchemy as sa
+
+from devstack.sinks import SmtpSink, WebhookSink
+from service.data.db import db
+from service.data.models import (
+    DeadLetter,
+    EmailLog,
+    Export,
+    Invoice,
+    LedgerEntry,
+    User,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from service.routing import QUEUES
+from tests.support.faults import FAST_RECOVERY, VISIBILITY_TIMEOUT, Stack, kill_group, unacked
+from tests.support.processes import free_port, wait_until
+
+USERS, INVOICES, EXPORTS, WEBHOOKS = 60, 30, 6, 60
+#: Seconds the webhook receiver takes to answer, so that kills find deliveries in flight.
+RECEIVER_DELAY = 0.3
+WORKERS, CONCURRENCY = 2, 2
+SECRET = "crash-safety-secret"
+
+
+class SlowReceiver(WebhookSink):
+    """The devstack receiver, answering each POST after `RECEIVER_DELAY` seconds."""
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        base = super()._handler()
+
+        class Handler(base):  # type: ignore[valid-type,misc]
+            def do_POST(self) -> None:  # noqa: N802
+                time.sleep(RECEIVER_DELAY)
+                super().do_POST()
+
+        return Handler
+
+
+@dataclass
+class World:
+    """The stack with its SMTP sink and webhook receiver."""
+
+    stack: Stack
+    smtp: SmtpSink
+    receiver: WebhookSink
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    smtp = SmtpSink(tmp_path / "mail", port=free_port()).start()
+    receiver = SlowReceiver(tmp_path / "hooks").start()
+    receiver.secrets["/hook"] = SECRET
+    stack = Stack.start(
+        tmp_path,
+        env={
+            **FAST_RECOVERY,
+            "FLASK_SMTP_HOST": smtp.host,
+            "FLASK_SMTP_PORT": str(smtp.port),
+            "FLASK_SMTP_TLS": "none",
+            "FLASK_WEBHOOK_ALLOWED_NETWORKS": json.dumps([f"127.0.0.1:{receiver.port}"]),
+            "FLASK_EXPORT_BATCH_SIZE": "10",  # several batches, several progress updates
+        },
+    )
+    yield World(stack, smtp, receiver)
+    stack.close()
+    receiver.stop()
+    smtp.stop()
+
+
+def seed(world: World) -> list[tuple[str, int]]:
+    """Users, invoices, exports and webhook deliveries; the (task, id) of every job."""
+    with world.stack.app.app_context():
+        users = [User(email=f"user{i}@example.com", name=f"User {i}") for i in range(USERS)]
+        db.session.add_all(users)
+        db.session.flush()
+        invoices = [
+            Invoice(
+                number=f"INV-{i:04d}",
+                user_id=users[i].id,
+                currency="EUR",
+                lines=[{"description": f"Plan {i}", "quantity": 2, "unit_price_cents": 1250}],
+                total_cents=2500,
+            )
+            for i in range(INVOICES)
+        ]
+        exports = [Export(table_name="users") for _ in range(EXPORTS)]
+        endpoint = WebhookEndpoint(url=f"{world.receiver.url}/hook", secret=SECRET)
+        db.session.add_all([*invoices, *exports, endpoint])
+        db.session.flush()
+        deliveries = [
+            WebhookDelivery(
+                event_id=str(uuid4()),
+                endpoint_id=endpoint.id,
+                event_type="invoice.paid",
+                payload={"n": i},
+            )
+            for i in range(WEBHOOKS)
+        ]
+        db.session.add_all(deliveries)
+        db.session.commit()
+        jobs = (
+            [("notify.send_welcome_email", u.id) for u in users]
+            + [("invoices.generate_pdf", i.id) for i in invoices]
+            + [("exports.export_table", e.id) for e in exports]
+            + [("webhooks.deliver", d.id) for d in deliveries]
+        )
+        db.session.remove()
+    return jobs
+
+
+def pending(stack: Stack) -> int:
+    """Messages of every queue not yet acknowledged: waiting, or delivered and unacknowledged."""
+    broker = stack.broker()
+    return sum(int(broker.llen(q)) for q in QUEUES) + unacked(broker)
+
+
+def ledger_counts(stack: Stack) -> collections.Counter[str]:
+    """Ledger keys by prefix (`welcome`, `invoice_pdf`, ...)."""
+    with stack.app.app_context():
+        keys = db.session.scalars(sa.select(LedgerEntry.key)).all()
+        db.session.remove()
+    return collections.Counter(key.split(":", 1)[0] for key in keys)
+
+
+def finished(stack: Stack) -> bool:
+    counts = ledger_counts(stack)
+    return (counts["welcome"], counts["invoice_pdf"], counts["export"], counts["webhook"]) == (
+        USERS,
+        INVOICES,
+        EXPORTS,
+        WEBHOOKS,
+    )
+
+
+def test_sigkilled_workers_leave_every_production_job_with_exactly_one_effect(
+    world: World, record_property: pytest.RecordProperty
+) -> None:
+    stack = world.stack
+    rng_seed = int(os.environ.get("FAULT_SEED") or time.time_ns() % 10**6)
+    rng = random.Random(rng_seed)
+    jobs = seed(world)
+    rng.shuffle(jobs)  # every kind in flight at once
+
+    def worker(name: str) -> subprocess.Popen[bytes]:
+        return stack.worker(name, queues=QUEUES, concurrency=CONCURRENCY)
+
+    slots = [worker(f"w{i}-0") for i in range(WORKERS)]
+    for task, ident in jobs:
+        stack.celery.send_task(task, args=(ident,))  # routed to its queue, as in production
+    kills, started = 0, time.monotonic()
+    while kills < 8 and not finished(stack):
+        time.sleep(rng.uniform(0.2, 1.0))  # a random moment, not a wait for readiness
+        i = rng.randrange(WORKERS)
+        kill_group(slots[i])
+        kills += 1
+        slots[i] = worker(f"w{i}-{kills}")
+    wait_until(lambda: finished(stack), timeout=VISIBILITY_TIMEOUT + 60, what="every job's key")
+    wait_until(lambda: pending(stack) == 0, timeout=VISIBILITY_TIMEOUT + 20, what="drained")
+    elapsed = time.monotonic() - started
+    assert kills >= 3, f"the work finished before enough kills ({kills}, seed {rng_seed})"
+    # at most one task per pool process is cut short by a kill
+    interrupted = kills * CONCURRENCY
+
+    with stack.app.app_context():
+        users = db.session.scalars(sa.select(User)).all()
+        mail_log = db.session.scalars(sa.select(EmailLog)).all()
+        invoices = db.session.scalars(sa.select(Invoice)).all()
+        exports = db.session.scalars(sa.select(Export)).all()
+        deliveries = db.session.scalars(sa.select(WebhookDelivery)).all()
+        dead = db.session.scalar(sa.select(sa.func.count()).select_from(DeadLetter))
+        db.session.remove()
+    assert dead == 0
+
+    # mail: one email_log row per key; in the sink every key, each under one Message-ID
+    assert sorted(m.idempotency_key for m in mail_log) == sorted(f"welcome:{u.id}" for u in users)
+    by_recipient = collections.defaultdict(list)
+    for message in world.smtp.messages():
+        by_recipient[str(message["To"])].append(str(message["Message-ID"]))
+    assert sorted(by_recipient) == sorted(u.email for u in users), "a mail is missing"
+    logged = {m.recipient: m.message_id for m in mail_log}
+    assert all(set(ids) == {logged[to]} for to, ids in by_recipient.items())
+    mail_repeats = sum(len(ids) - 1 for ids in by_recipient.values())
+    assert mail_repeats <= interrupted, f"{mail_repeats} mails sent again after {kills} kills"
+
+    # invoice PDFs: one complete file per invoice, under its number, and nothing else
+    pdf_dir = stack.directory / "storage" / "invoices"
+    assert sorted(p.name for p in pdf_dir.glob("*.pdf")) == sorted(
+        f"{i.number}.pdf" for i in invoices
+    )
+    for invoice in invoices:
+        data = Path(str(invoice.pdf_path)).read_bytes()
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF"), invoice.number
+
+    # exports: one file each, with the header and every user exactly once
+    export_dir = stack.directory / "storage" / "exports"
+    assert sorted(p.name for p in export_dir.glob("*.csv")) == sorted(
+        f"export-{e.id}.csv" for e in exports
+    )
+    for export in exports:
+        assert (export.status, export.row_count) == ("done", USERS)
+        with Path(str(export.path)).open(newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0][:2] == ["id", "email"]
+        assert sorted(int(r[0]) for r in rows[1:]) == sorted(u.id for u in users)
+
+    # webhooks: every delivery delivered, every event id at the receiver, signed
+    assert {d.status for d in deliveries} == {"delivered"}
+    received = world.receiver.received("/hook")
+    assert all(r["signature_valid"] and r["answered"] == 200 for r in received)
+    events = collections.Counter(r["event_id"] for r in received)
+    assert set(events) == {d.event_id for d in deliveries}, "an event never reached the receiver"
+    webhook_repeats = sum(events.values()) - len(events)
+    assert webhook_repeats <= interrupted, (
+        f"{webhook_repeats} events sent again after {kills} kills"
+    )
+
+    leftovers = len(list((stack.directory / "storage").rglob("*.part")))
+    summary = (
+        f"{len(jobs)} production jobs ({USERS} mails, {INVOICES} PDFs, {EXPORTS} exports, "
+        f"{WEBHOOKS} webhooks), {kills} worker kills in {elapsed:.1f}s (seed {rng_seed}): "
+        f"0 lost, 0 dead letters, one email_log row / PDF / export file / delivered row each; "
+        f"{mail_repeats} mails and {webhook_repeats} webhook events sent again with the same "
+        f"Message-ID / event id; {leftovers} partial files left by killed writes"
+    )
+    record_property("summary", summary)
+    print(summary)

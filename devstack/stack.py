@@ -49,6 +49,10 @@ from .supervise import Backoff
 BIN = Path(sys.executable).parent
 #: Seconds a worker gets, after the grace period, to cancel its tasks and requeue their messages.
 COLD_SHUTDOWN_WAIT = 10.0
+#: The leak guard of each worker group, as the chart's default groups set it: a pool process is
+#: replaced after this many tasks, or once its resident memory has crossed this many MiB (after
+#: its task finished). PDF rendering leaks the most, a webhook call the least.
+WORKER_RECYCLING = {"general": (1000, 200), "reports": (50, 200), "webhooks": (10000, 150)}
 
 
 class DevstackError(RuntimeError):
@@ -196,7 +200,9 @@ class Stack:
                                         env=exporter))  # fmt: skip
         for (name, (group, queues)), port in zip(self.groups.items(), worker_ports, strict=True):
             worker = ("worker", "--queues", ",".join(queues), "--hostname", f"{group}@%h")
-            opts = ("--concurrency", "2", "--loglevel", "INFO")
+            max_tasks, max_mib = WORKER_RECYCLING[group]
+            opts = ("--concurrency", "2", "--loglevel", "INFO", "--max-tasks-per-child",
+                    str(max_tasks), "--max-memory-per-child", str(max_mib * 1024))  # fmt: skip
             env = metrics_env(self.state, name, port)
             self.children.append(self.spawn(name, *celery, *worker, *opts, env=env))
         # RedBeat keeps the schedule in Redis; a file-based scheduler would write this file.

@@ -7,6 +7,7 @@ from pathlib import Path
 import jmespath
 import yaml
 
+from devstack.stack import WORKER_RECYCLING
 from tests.support.chart import CHART, by_kind, container, env_of, one
 
 DEFAULT_GROUPS = [
@@ -32,7 +33,8 @@ def flag(c, name):
 
 def test_default_worker_groups_are_exactly_the_routing_groups():
     values = yaml.safe_load(Path(CHART, "values.yaml").read_text())
-    assert values["workers"]["groups"] == DEFAULT_GROUPS
+    routed = [{k: g[k] for k in ("name", "queues")} for g in values["workers"]["groups"]]
+    assert routed == DEFAULT_GROUPS
 
 
 def test_each_group_gets_a_deployment_pdb_and_scaledobject(render):
@@ -50,6 +52,34 @@ def test_worker_command_consumes_the_groups_queues(render):
     assert flag(c, "--hostname") == "reports@%h"
     assert flag(c, "--concurrency") == "4"
     assert flag(c, "--pool") == "prefork"
+
+
+def test_each_group_replaces_its_pool_processes_after_its_own_task_count_and_memory_cap(render):
+    docs = render({})
+    guard = {}
+    for group in ("general", "reports", "webhooks"):
+        c = container(one(docs, "Deployment", WORKER.format(group)))
+        guard[group] = tuple(
+            int(flag(c, f"--max-{what}-per-child")) for what in ("tasks", "memory")
+        )
+    # PDF rendering leaks the most, a webhook call the least; the cap is in KiB
+    assert guard["reports"][0] < guard["general"][0] < guard["webhooks"][0]
+    assert guard["general"][1] == 200 * 1024
+    # what `make run` starts is what the chart deploys
+    assert guard == {g: (t, m * 1024) for g, (t, m) in WORKER_RECYCLING.items()}
+    # 0 turns either guard off: no flag at all
+    docs = render({"workers": {"defaults": {"maxTasksPerChild": 0, "maxMemoryPerChildMiB": 0}}})
+    args = argv(container(one(docs, "Deployment", WORKER.format("general"))))
+    assert "--max-tasks-per-child" not in args and "--max-memory-per-child" not in args
+
+
+def test_every_default_group_fits_its_memory_caps_in_its_memory_limit():
+    values = yaml.safe_load(Path(CHART, "values.yaml").read_text())
+    defaults = values["workers"]["defaults"]
+    limit_mib = int(defaults["resources"]["limits"]["memory"].removesuffix("Gi")) * 1024
+    for group in values["workers"]["groups"]:
+        g = {**defaults, **group}
+        assert g["concurrency"] * g["maxMemoryPerChildMiB"] < limit_mib, group["name"]
 
 
 def test_time_limits_reach_celery_through_the_app_config_of_each_group(render):

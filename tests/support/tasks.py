@@ -10,6 +10,7 @@ database away.
 from __future__ import annotations
 
 import os
+import resource
 import time
 from typing import Any
 from uuid import uuid4
@@ -47,7 +48,7 @@ def counter_url(conf: Any) -> str:
     return broker if broker.startswith("redis") else str(conf.result_backend)
 
 
-def _count(name: str, n: int) -> None:
+def _count(name: str, n: int | str) -> None:
     """Append `n` to the counting list `name`; best effort, so that a test which takes Redis
     away does not turn a count into a task failure (the counts are then lower bounds)."""
     # one client per process: prefork children must not share a socket with their parent
@@ -150,6 +151,24 @@ def _broken_hook(n: int) -> None:
 def fail_with_broken_hook(n: int) -> None:
     """Fail permanently; its `on_dead_letter` hook writes a row, then fails."""
     raise PermanentError(f"tests.fail_with_broken_hook {n}")
+
+
+#: Redis list (as the counting lists): one "<n> <pid> <peak RSS KiB>" per finished `tests.child`.
+CHILDREN = "tests:children"
+#: What `tests.child` keeps allocated in its pool process, as a leak would.
+_leaked: list[bytes] = []
+
+
+@shared_task(name="tests.child")
+def child(n: int, grow_to_kib: int = 0, hold: float = 0) -> None:
+    """Allocate in this pool process, and keep for good as a leak would, until its peak resident
+    memory exceeds `grow_to_kib` (what Celery's --max-memory-per-child compares with its cap
+    once a task has finished); hold `hold` seconds; then record which process ran `n`."""
+    while resource.getrusage(resource.RUSAGE_SELF).ru_maxrss <= grow_to_kib:
+        _leaked.append(b"\x01" * (8 << 20))  # written, so resident
+    time.sleep(hold)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _count(CHILDREN, f"{n} {os.getpid()} {peak_kib}")
 
 
 @task_prerun.connect

@@ -7,7 +7,7 @@ import json
 
 import jmespath
 
-from tests.support.chart import EXTERNAL_REDIS, by_kind, container, env_of, one
+from tests.support.chart import EXTERNAL_REDIS, by_kind, container, env_of, one, render_error
 
 NAME = "rel-flask-celery-{}"
 
@@ -252,6 +252,54 @@ def test_redis_secret_urls_use_the_broker_and_result_databases(render):
         == f"redis://:{password}@{NAME.format('redis')}:6379/0"
     )
     assert base64.b64decode(data["result-backend-url"]).decode().endswith("/1")
+
+
+def redis_conf(docs):
+    conf = one(docs, "ConfigMap", NAME.format("redis"))["data"]["redis.conf"].splitlines()
+    return dict(line.split(" ", 1) for line in conf if line and not line.startswith("#"))
+
+
+def test_redis_maxmemory_sits_under_its_memory_limit_so_noeviction_refuses_writes(render):
+    # 70 % of the 1Gi limit: a full broker answers OOM errors instead of being OOM-killed
+    assert redis_conf(render({}))["maxmemory"] == str(1024**3 * 70 // 100)
+    limits = {"resources": {"limits": {"memory": "1.5G"}}}
+    assert redis_conf(render({"redis": {**limits, "maxmemoryPercent": 50}}))["maxmemory"] == str(
+        750_000_000
+    )
+    assert redis_conf(render({"redis": {"maxmemory": "300mb"}}))["maxmemory"] == "300mb"
+    unlimited = redis_conf(render({"redis": {"resources": {"limits": {"memory": None}}}}))
+    assert "maxmemory" not in unlimited and unlimited["maxmemory-policy"] == "noeviction"
+
+
+def test_redis_memory_limit_the_chart_cannot_read_is_refused(helm):
+    message = render_error(helm, {"redis": {"resources": {"limits": {"memory": "1.5X"}}}})
+    assert 'redis.resources.limits.memory: "1.5X" is not a memory quantity' in message
+
+
+def test_redis_password_is_url_escaped_so_clients_read_it_back(render):
+    import base64
+
+    import redis
+    from kombu.utils.url import url_to_parts
+
+    password = "p@ss:w/o#r%d ?+&x"
+    docs = render({"redis": {"auth": {"password": password}}})
+    data = one(docs, "Secret", NAME.format("redis"))["data"]
+    assert base64.b64decode(data["redis-password"]).decode() == password
+    for key, db in (("broker-url", 0), ("result-backend-url", 1)):
+        url = base64.b64decode(data[key]).decode()
+        parts = url_to_parts(url)
+        assert (parts.password, parts.hostname, parts.port) == (
+            password,
+            NAME.format("redis"),
+            6379,
+        )
+        kwargs = redis.connection.parse_url(url)
+        assert (kwargs["password"], kwargs["host"], kwargs["db"]) == (
+            password,
+            NAME.format("redis"),
+            db,
+        )
 
 
 def test_external_redis_with_tls_uses_the_existing_secret(render):

@@ -52,3 +52,48 @@ Redis address as the KEDA operator sees it, from its own namespace.
 {{- define "flask-celery.redis.hasPassword" -}}
 {{- if or .Values.redis.enabled .Values.externalRedis.passwordKey }}true{{ else }}false{{ end }}
 {{- end }}
+
+{{/*
+A Kubernetes memory quantity (512Mi, 1Gi, 1.5G, 1000000) in bytes, as an integer.
+{{ include "flask-celery.redis.quantityBytes" "1Gi" }}
+*/}}
+{{- define "flask-celery.redis.quantityBytes" -}}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
+{{- . | int64 }}
+{{- else }}
+{{- $q := toString . }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- $suffix := trimPrefix $number $q }}
+{{- if or (not $number) (not (hasKey $units $suffix)) }}
+{{- fail (printf "redis.resources.limits.memory: %q is not a memory quantity this chart reads (a number with one of the suffixes k, M, G, T, Ki, Mi, Gi, Ti, or none)" $q) }}
+{{- end }}
+{{- mulf ($number | float64) (get $units $suffix) | int64 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The bundled Redis' maxmemory: redis.maxmemory when set, else redis.maxmemoryPercent of the
+container's memory limit (in bytes), so that noeviction refuses writes before the kernel
+OOM-kills Redis; empty when neither is set.
+{{ include "flask-celery.redis.maxmemory" . }}
+*/}}
+{{- define "flask-celery.redis.maxmemory" -}}
+{{- $r := .Values.redis }}
+{{- $limit := dig "limits" "memory" "" ($r.resources | default dict) }}
+{{- if $r.maxmemory }}
+{{- $r.maxmemory }}
+{{- else if $limit }}
+{{- div (mul (include "flask-celery.redis.quantityBytes" $limit | int64) ($r.maxmemoryPercent | int64)) 100 }}
+{{- end }}
+{{- end }}
+
+{{/*
+A password as the user part of a redis:// URL: every character but the unreserved ones
+percent-encoded (a space as %20, not +), so `@:/#%?` cannot end the user part early; kombu and
+redis-py decode it back.
+{{ include "flask-celery.redis.urlPassword" $password }}
+*/}}
+{{- define "flask-celery.redis.urlPassword" -}}
+{{- urlquery . | replace "+" "%20" }}
+{{- end }}

@@ -69,7 +69,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                     "name": "bulk",
                     "queues": ["bulk"],
                     "concurrency": 8,
-                    "pool": "threads",
                     "profile": "fireAndForget",
                 },
                 {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.worker.pools import TIME_LIMITED_POOLS, pool_name, refusal
+from service.budget import TIME_LIMITED_POOLS, ConfigError, check, pool_name, pool_refusal
 from tests.support.stack import BIN, stack_environment
 
 
@@ -17,7 +17,14 @@ def test_pool_names_are_the_ones_pool_takes():
 
     names = {p: pool_name(get_implementation(p)) for p in ("prefork", "threads", "solo")}
     assert names == {"prefork": "prefork", "threads": "threads", "solo": "solo"}
-    assert refusal("prefork") is None and refusal("gevent") is None
+    assert pool_refusal("prefork") is None and pool_refusal("gevent") is None
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_the_app_config_refuses_a_configured_pool_without_time_limits(pool: str):
+    with pytest.raises(ConfigError, match=f"worker_pool: worker pool '{pool}' does not enforce"):
+        check({"worker_pool": pool, "task_time_limit": 300})
+    check({"worker_pool": "prefork", "task_time_limit": 300})
 
 
 @pytest.mark.parametrize("pool", ["threads", "solo"])

@@ -91,10 +91,11 @@ fmt: venv
 	$(BIN)/ruff check --fix service devstack monitoring tests bench
 	$(BIN)/ruff format service devstack monitoring tests bench
 
-.PHONY: docs  ## Regenerate the README tables (settings, chart values), dashboards and alert rules
+.PHONY: docs  ## Regenerate the README tables (settings, chart values), dashboards, alert rules and the chart's queue list
 docs: venv
 	$(BIN)/python -m monitoring --write
 	$(BIN)/python -m tests.support.config_docs --write
+	$(BIN)/python -m tests.support.chart_queues --write
 	$(BIN)/python -m tests.support.chart_docs --write
 
 .PHONY: migrate  ## Apply database migrations to the configured database

@@ -62,18 +62,20 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "two-extra-groups": {
         "workers": {
             "groups": [
-                {"name": "general", "queues": ["default", "email"]},
-                {"name": "reports", "queues": ["pdf", "exports"]},
+                # the app's queues over five groups: mail and exports get groups of their own
+                {"name": "general", "queues": ["default"]},
+                {"name": "reports", "queues": ["pdf"]},
                 {"name": "webhooks", "queues": ["webhooks"]},
                 {
                     "name": "bulk",
-                    "queues": ["bulk"],
+                    "queues": ["email"],
                     "concurrency": 8,
+                    "pool": "threads",
                     "profile": "fireAndForget",
                 },
                 {
                     "name": "slow",
-                    "queues": ["slow"],
+                    "queues": ["exports"],
                     "timeLimitSeconds": 1800,
                     "softTimeLimitSeconds": 1700,
                 },

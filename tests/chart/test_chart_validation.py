@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from service.routing import QUEUES
 from tests.support.chart import HelmRenderError
 from tests.support.chart import render as render_with
 
@@ -59,10 +60,10 @@ def test_longest_group_limit_counts_against_visibility_timeout(helm):
     msg = error(
         helm,
         groups(
-            {"name": "general", "queues": ["default"]},
+            {"name": "general", "queues": ["default", "email", "pdf", "webhooks"]},
             {
                 "name": "slow",
-                "queues": ["slow"],
+                "queues": ["exports"],
                 "timeLimitSeconds": 4000,
                 "softTimeLimitSeconds": 3900,
             },
@@ -129,6 +130,39 @@ def test_queue_belongs_to_one_group(helm):
         ),
     )
     assert 'queue "default" is already consumed by group "general"' in msg
+
+
+def test_group_on_a_queue_the_app_does_not_define_is_refused(helm):
+    msg = error(
+        helm,
+        groups(
+            {"name": "general", "queues": ["default", "email"]},
+            {"name": "reports", "queues": ["pdf", "exports"]},
+            {"name": "webhooks", "queues": ["webhooks"]},
+            {"name": "bulk", "queues": ["bulk"]},
+        ),
+    )
+    assert (
+        f'workers.groups[3] (bulk): queue "bulk" is not one the app defines ({", ".join(QUEUES)})'
+        in msg
+    )
+    assert "remove it from workers.groups[3].queues" in msg
+    assert "consumed by no worker group" not in msg
+
+
+def test_queue_no_group_consumes_is_refused(helm):
+    msg = error(
+        helm,
+        groups(
+            {"name": "general", "queues": ["default", "email"]},
+            {"name": "reports", "queues": ["pdf"]},
+            {"name": "webhooks", "queues": ["webhooks"]},
+        ),
+    )
+    assert 'queue "exports" (tasks: exports.export_table) is consumed by no worker group' in msg
+    assert 'add "exports" to the queues of one group in workers.groups (general, reports, ' in msg
+    assert msg.count("consumed by no worker group") == 1
+    assert "not one the app defines" not in msg
 
 
 def test_min_replicas_must_not_exceed_max(helm):
@@ -212,8 +246,8 @@ def test_internet_egress_names_existing_groups(helm):
         ),
         ({"web": {"workers": "two"}}, "got string, want integer"),
         (
-            {"workers": {"defaults": {"pool": "threads"}}},
-            "value must be 'prefork'",
+            {"workers": {"defaults": {"pool": "gevent"}}},
+            "value must be one of 'prefork', 'threads', 'solo'",
         ),
         ({"workers": {"defaults": {"concurrency": 0}}}, "minimum: got 0, want 1"),
         (

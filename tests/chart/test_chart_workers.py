@@ -8,6 +8,7 @@ import jmespath
 import yaml
 
 from devstack.stack import WORKER_RECYCLING
+from service.routing import QUEUES
 from tests.support.chart import CHART, by_kind, container, env_of, one
 
 DEFAULT_GROUPS = [
@@ -16,6 +17,8 @@ DEFAULT_GROUPS = [
     {"name": "webhooks", "queues": ["webhooks"]},
 ]
 WORKER = "rel-flask-celery-worker-{}"
+#: One group consuming every queue of the app, as the chart requires of the groups together.
+ALL_QUEUES = list(QUEUES)
 
 
 def groups(*items):
@@ -86,10 +89,10 @@ def test_time_limits_reach_celery_through_the_app_config_of_each_group(render):
     # A worker's --time-limit loses to task_time_limit, which every task copies when bound.
     docs = render(
         groups(
-            {"name": "general", "queues": ["default"]},
+            {"name": "general", "queues": ["default", "email", "pdf", "webhooks"]},
             {
                 "name": "slow",
-                "queues": ["slow"],
+                "queues": ["exports"],
                 "timeLimitSeconds": 1800,
                 "softTimeLimitSeconds": 1700,
             },
@@ -124,11 +127,11 @@ def test_web_and_beat_carry_the_longest_hard_and_soft_limits_of_any_group(render
             "workers": {
                 "defaults": {"timeLimitSeconds": 200, "softTimeLimitSeconds": 100},
                 "groups": [
-                    {"name": "general", "queues": ["default"]},
-                    {"name": "slow", "queues": ["slow"], "timeLimitSeconds": 1800},
+                    {"name": "general", "queues": ["default", "email", "webhooks"]},
+                    {"name": "slow", "queues": ["exports"], "timeLimitSeconds": 1800},
                     {
                         "name": "soft",
-                        "queues": ["soft"],
+                        "queues": ["pdf"],
                         "timeLimitSeconds": 1200,
                         "softTimeLimitSeconds": 1100,
                     },
@@ -145,10 +148,10 @@ def test_visibility_timeout_is_one_value_above_every_groups_hard_limit(render):
         {
             "celery": {"visibilityTimeoutSeconds": 2400},
             **groups(
-                {"name": "general", "queues": ["default"]},
+                {"name": "general", "queues": ["default", "email", "pdf", "webhooks"]},
                 {
                     "name": "slow",
-                    "queues": ["slow"],
+                    "queues": ["exports"],
                     "timeLimitSeconds": 1800,
                     "softTimeLimitSeconds": 1700,
                 },
@@ -175,11 +178,11 @@ def test_visibility_timeout_is_one_value_above_every_groups_hard_limit(render):
 def test_delivery_profile_sets_acks_late_and_reject_on_worker_lost_per_group(render):
     docs = render(
         groups(
-            {"name": "general", "queues": ["default"]},
-            {"name": "cache", "queues": ["cache"], "profile": "fireAndForget"},
+            {"name": "general", "queues": ["default", "email", "pdf", "exports"]},
+            {"name": "webhooks", "queues": ["webhooks"], "profile": "fireAndForget"},
         )
     )
-    expected = {"general": "true", "cache": "false"}
+    expected = {"general": "true", "webhooks": "false"}
     for group, value in expected.items():
         env = env_of(container(one(docs, "Deployment", WORKER.format(group))))
         assert env["FLASK_CELERY__TASK_ACKS_LATE"]["value"] == value
@@ -206,11 +209,11 @@ def test_grace_period_is_hard_limit_plus_margin(render):
                 "groups": [
                     {
                         "name": "general",
-                        "queues": ["default"],
+                        "queues": ["default", "email", "webhooks"],
                         "timeLimitSeconds": 600,
                         "softTimeLimitSeconds": 500,
                     },
-                    {"name": "reports", "queues": ["pdf"]},
+                    {"name": "reports", "queues": ["pdf", "exports"]},
                 ],
             }
         }
@@ -226,7 +229,7 @@ def test_group_grace_period_override_wins(render):
         {
             "workers": {
                 "groups": [
-                    {"name": "general", "queues": ["default"], "terminationGracePeriodSeconds": 900}
+                    {"name": "general", "queues": ALL_QUEUES, "terminationGracePeriodSeconds": 900}
                 ]
             }
         }
@@ -245,8 +248,9 @@ def test_group_keys_override_defaults_key_by_key(render):
                 "groups": [
                     {
                         "name": "general",
-                        "queues": ["default"],
+                        "queues": ALL_QUEUES,
                         "concurrency": 16,
+                        "pool": "threads",
                         "resources": {"limits": {"memory": "2Gi"}},
                     }
                 ],
@@ -254,7 +258,7 @@ def test_group_keys_override_defaults_key_by_key(render):
         }
     )
     c = container(one(docs, "Deployment", WORKER.format("general")))
-    assert flag(c, "--concurrency") == "16" and flag(c, "--pool") == "prefork"
+    assert flag(c, "--concurrency") == "16" and flag(c, "--pool") == "threads"
     assert c["resources"]["requests"] == {"cpu": "200m", "memory": "300Mi"}
     assert c["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
 
@@ -319,12 +323,13 @@ def test_scaledobject_uses_the_broker_database_and_trigger_authentication(render
 
 def test_scaledobject_target_follows_group_concurrency(render):
     docs = render(
-        {"workers": {"groups": [{"name": "general", "queues": ["default"], "concurrency": 12}]}}
+        {"workers": {"groups": [{"name": "general", "queues": ALL_QUEUES, "concurrency": 12}]}}
     )
     so = one(docs, "ScaledObject", WORKER.format("general"))
     assert so["spec"]["advanced"]["scalingModifiers"]["target"] == "12"
-    assert (
-        so["spec"]["advanced"]["scalingModifiers"]["formula"] == "waiting_default + running_default"
+    formula = so["spec"]["advanced"]["scalingModifiers"]["formula"]
+    assert sorted(formula.split(" + ")) == sorted(
+        f"{state}_{q}" for q in QUEUES for state in ("waiting", "running")
     )
 
 
@@ -349,7 +354,7 @@ def test_keda_disabled_falls_back_to_fixed_replicas(render):
     docs = render(
         {
             "keda": {"enabled": False},
-            "workers": {"groups": [{"name": "general", "queues": ["default"], "replicas": 3}]},
+            "workers": {"groups": [{"name": "general", "queues": ALL_QUEUES, "replicas": 3}]},
         }
     )
     assert not by_kind(docs, "ScaledObject") and not by_kind(docs, "TriggerAuthentication")
@@ -369,16 +374,19 @@ def test_keda_disabled_with_autoscaling_renders_a_cpu_hpa(render):
 
 
 def test_two_extra_groups_render_their_own_objects(render):
+    # the app's queues split over five groups instead of three
     groups = [
-        *DEFAULT_GROUPS,
-        {"name": "bulk", "queues": ["bulk"]},
-        {"name": "slow", "queues": ["slow"]},
+        {"name": "general", "queues": ["default"]},
+        {"name": "email", "queues": ["email"]},
+        {"name": "reports", "queues": ["pdf"]},
+        {"name": "exports", "queues": ["exports"]},
+        {"name": "webhooks", "queues": ["webhooks"]},
     ]
     docs = render({"workers": {"groups": groups}})
     assert len(by_kind(docs, "ScaledObject")) == 5
-    dep = one(docs, "Deployment", WORKER.format("slow"))
-    assert dep["spec"]["selector"]["matchLabels"]["flask-celery.io/worker-group"] == "slow"
-    assert flag(container(dep), "--queues") == "slow"
+    dep = one(docs, "Deployment", WORKER.format("exports"))
+    assert dep["spec"]["selector"]["matchLabels"]["flask-celery.io/worker-group"] == "exports"
+    assert flag(container(dep), "--queues") == "exports"
 
 
 def test_worker_metrics_service_selects_every_worker_when_metrics_on(render):

@@ -9,6 +9,7 @@ import yaml
 
 from service import create_app
 from service.routing import QUEUES, TASK_ROUTES, WORKER_GROUPS, unknown_queues_message
+from tests.support import chart_queues
 
 VALUES = Path(__file__).resolve().parents[2] / "charts" / "flask-celery" / "values.yaml"
 
@@ -60,3 +61,17 @@ def test_unknown_queues_message_names_each_unknown_queue_and_the_known_ones() ->
 
 def test_known_queues_need_no_message() -> None:
     assert unknown_queues_message(["webhooks", "default"], QUEUES) == ""
+
+
+def test_the_charts_copy_of_the_queues_is_current() -> None:
+    assert chart_queues.is_current(), "run `python -m tests.support.chart_queues --write`"
+
+
+def test_a_stale_copy_of_the_queues_fails_the_check_until_rewritten(tmp_path: Path) -> None:
+    copy = tmp_path / chart_queues.QUEUES_FILE
+    copy.parent.mkdir(parents=True)
+    copy.write_text(chart_queues.render().replace("- webhooks\n", "", 1))
+    assert chart_queues.main(["--check", "--root", str(tmp_path)]) == 1
+    assert chart_queues.main(["--write", "--root", str(tmp_path)]) == 0
+    assert chart_queues.main(["--check", "--root", str(tmp_path)]) == 0
+    assert yaml.safe_load(copy.read_text())["queues"] == list(QUEUES)

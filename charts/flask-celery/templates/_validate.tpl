@@ -11,6 +11,7 @@ Render nothing, or fail listing every violated rule.
 {{- define "flask-celery.validate.values" -}}
 {{- $messages := list }}
 {{- $messages = append $messages (include "flask-celery.validate.workerGroups" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.queues" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.timeBudget" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.retry" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.autoscaling" .) }}
@@ -56,6 +57,40 @@ would count its work twice).
 {{- $out = append $out (printf "workers.groups[%d] (%s): queue %q is already consumed by group %q; remove it from workers.groups[%d].queues (one group per queue, so each queue is scaled once)." $i $g.name $q (get $owner $q) $i) }}
 {{- else }}
 {{- $_ := set $owner $q $g.name }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Queue contract with the app: files/queues.yaml (generated from service/routing.py) lists the
+queues the app defines and the tasks routed to each. A group consuming any other queue would
+crash-loop (its worker exits at once), and a queue no group consumes never runs its tasks.
+{{ include "flask-celery.validate.queues" . }}
+*/}}
+{{- define "flask-celery.validate.queues" -}}
+{{- $out := list }}
+{{- $app := .Files.Get "files/queues.yaml" | fromYaml }}
+{{- $known := $app.queues | default list }}
+{{- if not $known }}
+{{- $out = append $out "files/queues.yaml, the app's queues, is missing from the chart or empty; regenerate it with `python -m tests.support.chart_queues --write`." }}
+{{- else }}
+{{- $consumed := list }}
+{{- range $i, $g := .Values.workers.groups }}
+{{- range $q := $g.queues }}
+{{- $consumed = append $consumed $q }}
+{{- if not (has $q $known) }}
+{{- $out = append $out (printf "workers.groups[%d] (%s): queue %q is not one the app defines (%s), so its workers would exit at once; remove it from workers.groups[%d].queues, or add the queue and its routes to the app (service/routing.py) first." $i $g.name $q (join ", " $known) $i) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $groupNames := list }}
+{{- range .Values.workers.groups }}{{ $groupNames = append $groupNames .name }}{{ end }}
+{{- range $q := $known }}
+{{- if not (has $q $consumed) }}
+{{- $tasks := get ($app.routes | default dict) $q | default list }}
+{{- $out = append $out (printf "queue %q (tasks: %s) is consumed by no worker group, so its tasks would wait for ever; add %q to the queues of one group in workers.groups (%s), or add a group for it." $q (join ", " $tasks | default "none") $q (join ", " $groupNames | default "none")) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -55,8 +55,42 @@ def visibility_timeout(settings: Mapping[str, Any]) -> float:
     return max(MIN_VISIBILITY_TIMEOUT, longest_time_limit(settings) + VISIBILITY_MARGIN)
 
 
+#: Pools in which Celery enforces the hard and soft time limits (a prefork pool process past
+#: its hard limit is killed and replaced). Under `threads` and `solo` a task runs past its
+#: limits, which voids hard limit < grace period < visibility timeout (a task still running when
+#: its message becomes visible again runs twice); `solo` also runs one task at a time whatever
+#: `--concurrency` says, so a capacity computed from the concurrency is wrong.
+TIME_LIMITED_POOLS = ("prefork", "gevent")
+
+
+def pool_name(pool_cls: Any) -> str:
+    """The name `--pool` takes for a pool class (`celery.concurrency.thread` is `threads`), or
+    for a name as configured (`worker_pool`)."""
+    if isinstance(pool_cls, str):
+        return pool_cls
+    name = str(pool_cls.__module__).rsplit(".", 1)[-1]
+    return "threads" if name == "thread" else name
+
+
+def pool_refusal(pool: str) -> str | None:
+    """Why a worker must not run with `pool`, or None when the pool keeps the time budget."""
+    if pool in TIME_LIMITED_POOLS:
+        return None
+    return (
+        f"worker pool {pool!r} does not enforce task time limits, so a task could outlive the "
+        "grace period and the broker's visibility timeout and run twice; use one of "
+        f"{', '.join(TIME_LIMITED_POOLS)} (--pool)"
+    )
+
+
 def check(settings: Mapping[str, Any], task_limits: Iterable[float | None] = ()) -> None:
-    """Refuse a hard time limit that Redis' visibility timeout would cut short."""
+    """Refuse a hard time limit that Redis' visibility timeout would cut short, and a
+    configured worker pool that would not enforce it (`worker_pool`; `--pool` is checked when
+    the worker starts, by `service.worker.pools.PoolGuard`)."""
+    pool = settings.get("worker_pool")
+    problem = pool_refusal(pool_name(pool)) if pool else None
+    if problem:
+        raise ConfigError(f"worker_pool: {problem}; set FLASK_CELERY__WORKER_POOL=prefork")
     limit = longest_time_limit(settings, task_limits)
     visibility = (settings.get("broker_transport_options") or {}).get("visibility_timeout")
     if limit and visibility and float(visibility) <= limit:

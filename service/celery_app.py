@@ -18,6 +18,7 @@ from . import budget, signals
 from .data.db import db
 from .reliability.dead_letter import DeadLetterDrain
 from .worker.heartbeat import Heartbeat
+from .worker.pools import PoolGuard
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -39,6 +40,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()
+    celery_app.steps["worker"].add(PoolGuard)
     celery_app.steps["consumer"].add(Heartbeat.writing_to(app.config["WORKER_HEARTBEAT_FILE"]))
     celery_app.steps["consumer"].add(DeadLetterDrain.for_app(app))
     budget.check(celery_app.conf, [t.time_limit for t in celery_app.tasks.values()])

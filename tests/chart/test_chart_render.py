@@ -70,7 +70,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                     "name": "bulk",
                     "queues": ["email"],
                     "concurrency": 8,
-                    "pool": "threads",
                     "profile": "fireAndForget",
                 },
                 {

@@ -246,8 +246,8 @@ def test_internet_egress_names_existing_groups(helm):
         ),
         ({"web": {"workers": "two"}}, "got string, want integer"),
         (
-            {"workers": {"defaults": {"pool": "gevent"}}},
-            "value must be one of 'prefork', 'threads', 'solo'",
+            {"workers": {"defaults": {"pool": "threads"}}},
+            "value must be 'prefork'",
         ),
         ({"workers": {"defaults": {"concurrency": 0}}}, "minimum: got 0, want 1"),
         (

@@ -250,7 +250,6 @@ def test_group_keys_override_defaults_key_by_key(render):
                         "name": "general",
                         "queues": ALL_QUEUES,
                         "concurrency": 16,
-                        "pool": "threads",
                         "resources": {"limits": {"memory": "2Gi"}},
                     }
                 ],
@@ -258,7 +257,7 @@ def test_group_keys_override_defaults_key_by_key(render):
         }
     )
     c = container(one(docs, "Deployment", WORKER.format("general")))
-    assert flag(c, "--concurrency") == "16" and flag(c, "--pool") == "threads"
+    assert flag(c, "--concurrency") == "16" and flag(c, "--pool") == "prefork"
     assert c["resources"]["requests"] == {"cpu": "200m", "memory": "300Mi"}
     assert c["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
 

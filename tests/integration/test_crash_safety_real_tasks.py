@@ -43,12 +43,14 @@ from service.data.models import (
 )
 from service.routing import QUEUES
 from tests.support.faults import FAST_RECOVERY, VISIBILITY_TIMEOUT, Stack, kill_group, unacked
+from tests.support.postgres import Postgres, postgres_bindir
 from tests.support.processes import free_port, wait_until
 
-USERS, INVOICES, EXPORTS, WEBHOOKS = 60, 30, 6, 60
+USERS, INVOICES, EXPORTS, WEBHOOKS = 50, 24, 5, 50
 #: Seconds the webhook receiver takes to answer, so that kills find deliveries in flight.
 RECEIVER_DELAY = 0.3
 WORKERS, CONCURRENCY = 2, 2
+MAX_KILLS = 5
 SECRET = "crash-safety-secret"
 
 
@@ -75,8 +77,11 @@ class World:
     receiver: WebhookSink
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """The stack on SQLite, or on PostgreSQL (the chart's default database)."""
+    postgres = Postgres(postgres_bindir()).start() if request.param == "postgresql" else None
+    database = {"FLASK_SQLALCHEMY_DATABASE_URI": postgres.url} if postgres else {}
     smtp = SmtpSink(tmp_path / "mail", port=free_port()).start()
     receiver = SlowReceiver(tmp_path / "hooks").start()
     receiver.secrets["/hook"] = SECRET
@@ -84,6 +89,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         tmp_path,
         env={
             **FAST_RECOVERY,
+            **database,
             "FLASK_SMTP_HOST": smtp.host,
             "FLASK_SMTP_PORT": str(smtp.port),
             "FLASK_SMTP_TLS": "none",
@@ -95,6 +101,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     stack.close()
     receiver.stop()
     smtp.stop()
+    if postgres:
+        postgres.stop()
 
 
 def seed(world: World) -> list[tuple[str, int]]:
@@ -178,13 +186,22 @@ def test_sigkilled_workers_leave_every_production_job_with_exactly_one_effect(
     for task, ident in jobs:
         stack.celery.send_task(task, args=(ident,))  # routed to its queue, as in production
     kills, started = 0, time.monotonic()
-    while kills < 8 and not finished(stack):
+    while kills < MAX_KILLS and not finished(stack):
         time.sleep(rng.uniform(0.2, 1.0))  # a random moment, not a wait for readiness
         i = rng.randrange(WORKERS)
         kill_group(slots[i])
         kills += 1
         slots[i] = worker(f"w{i}-{kills}")
-    wait_until(lambda: finished(stack), timeout=VISIBILITY_TIMEOUT + 60, what="every job's key")
+    try:
+        wait_until(lambda: finished(stack), timeout=VISIBILITY_TIMEOUT + 60, what="every key")
+    except TimeoutError:
+        broker = stack.broker()
+        waiting = {q: int(broker.llen(q)) for q in QUEUES}
+        pytest.fail(
+            f"jobs without their effect: ledger {dict(ledger_counts(stack))}, queues {waiting}, "
+            f"{unacked(broker)} unacknowledged, {kills} kills (seed {rng_seed}, logs "
+            f"{stack.directory})"
+        )
     wait_until(lambda: pending(stack) == 0, timeout=VISIBILITY_TIMEOUT + 20, what="drained")
     elapsed = time.monotonic() - started
     assert kills >= 3, f"the work finished before enough kills ({kills}, seed {rng_seed})"
@@ -246,6 +263,7 @@ def test_sigkilled_workers_leave_every_production_job_with_exactly_one_effect(
 
     leftovers = len(list((stack.directory / "storage").rglob("*.part")))
     summary = (
+        f"{stack.env['FLASK_SQLALCHEMY_DATABASE_URI'].split(':')[0].split('+')[0]}: "
         f"{len(jobs)} production jobs ({USERS} mails, {INVOICES} PDFs, {EXPORTS} exports, "
         f"{WEBHOOKS} webhooks), {kills} worker kills in {elapsed:.1f}s (seed {rng_seed}): "
         f"0 lost, 0 dead letters, one email_log row / PDF / export file / delivered row each; "

@@ -77,6 +77,7 @@ def after_tick(app: Any, hook: Callable[[Any], None]) -> None:
         setattr(app, AFTER_TICK, hooks)
     hooks.append(hook)
 
+
 log = logging.getLogger(__name__)
 
 

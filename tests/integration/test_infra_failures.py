@@ -45,6 +45,8 @@ OUTAGE_ENV = {
 }
 #: Seconds the held tasks wait before the step that meets the outage.
 HOLD = 1.5
+#: The same for the PostgreSQL case (under the 5 s soft time limit).
+PG_HOLD = 3.0
 #: Seconds the dependency stays away.
 OUTAGE = 3.0
 
@@ -114,8 +116,10 @@ def test_redis_away_during_a_progress_report_and_a_sub_task_publish(outages: Out
 
 def test_postgresql_away_during_a_task_body_and_at_the_final_commit(outages: Outages) -> None:
     stack = outages.stack
-    stack.celery.send_task("tests.effect", args=(31, HOLD))  # its insert meets the outage
-    stack.celery.send_task("tests.row_then_hold", args=(32, HOLD))  # its COMMIT does
+    # held longer than the Redis cases: stopping PostgreSQL (pg_ctl -w) takes a while on a busy
+    # machine, and the insert and the COMMIT must come after it
+    stack.celery.send_task("tests.effect", args=(31, PG_HOLD))  # its insert meets the outage
+    stack.celery.send_task("tests.row_then_hold", args=(32, PG_HOLD))  # its COMMIT does
     hold_in_flight(stack, {31, 32})
     outages.postgres.halt()
     time.sleep(OUTAGE)

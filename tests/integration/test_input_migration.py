@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import flask_migrate
 import pytest
@@ -20,7 +19,7 @@ from service import create_app
 from service.api.schemas import MAX_ID
 from service.data.db import db, utcnow
 from tests.support.auth import api_keys_setting, bearer
-from tests.support.postgres import Postgres, postgres_bindir
+from tests.support.postgres import Postgres, empty_database_url, postgres_bindir
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -37,14 +36,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Postgres | None]:
 @pytest.fixture
 def app(server: Postgres | None, tmp_path: Path) -> Iterator[Flask]:
     """An app on an empty database of its own, migrated to 0003."""
-    uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    if server is not None:
-        name = f"t{uuid4().hex[:12]}"
-        admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        uri = server.url.rsplit("/", 1)[0] + f"/{name}"
+    uri = empty_database_url(server, tmp_path)
     app = create_app(
         {
             "TESTING": True,

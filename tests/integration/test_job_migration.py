@@ -22,7 +22,7 @@ from service.data.db import db, utcnow
 from service.data.models import DeadLetter, Job
 from service.jobs import lifecycle
 from tests.support.auth import api_keys_setting, bearer
-from tests.support.postgres import Postgres, postgres_bindir
+from tests.support.postgres import Postgres, empty_database_url, postgres_bindir
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -39,14 +39,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Postgres | None]:
 @pytest.fixture
 def app(server: Postgres | None, tmp_path: Path) -> Iterator[Flask]:
     """An app on an empty database of its own, migrated to 0004."""
-    uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    if server is not None:
-        name = f"t{uuid4().hex[:12]}"
-        admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        uri = server.url.rsplit("/", 1)[0] + f"/{name}"
+    uri = empty_database_url(server, tmp_path)
     app = create_app(
         {
             "TESTING": True,

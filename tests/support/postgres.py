@@ -13,8 +13,10 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+import sqlalchemy as sa
 
 from tests.support.processes import free_port
 from tests.support.stack import ROOT
@@ -85,3 +87,16 @@ def postgres_bindir() -> Path:
     if result.returncode:
         pytest.fail(f"no PostgreSQL server binaries:\n{result.stderr}")
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def empty_database_url(server: Postgres | None, tmp_path: Path) -> str:
+    """The URL of an empty database of its own: a SQLite file under `tmp_path` when `server` is
+    None, else a new database on that PostgreSQL server."""
+    if server is None:
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    name = f"t{uuid4().hex[:12]}"
+    admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server.url.rsplit("/", 1)[0] + f"/{name}"

@@ -81,15 +81,15 @@ test-e2e: venv helm
 
 .PHONY: lint  ## Check style, types and import contracts (ruff, mypy, import-linter)
 lint: venv
-	$(BIN)/ruff check service devstack monitoring tests bench
-	$(BIN)/ruff format --check service devstack monitoring tests bench
+	$(BIN)/ruff check service devstack monitoring harness tests bench
+	$(BIN)/ruff format --check service devstack monitoring harness tests bench
 	$(BIN)/mypy service devstack monitoring
 	$(BIN)/lint-imports
 
 .PHONY: fmt  ## Format the code
 fmt: venv
-	$(BIN)/ruff check --fix service devstack monitoring tests bench
-	$(BIN)/ruff format service devstack monitoring tests bench
+	$(BIN)/ruff check --fix service devstack monitoring harness tests bench
+	$(BIN)/ruff format service devstack monitoring harness tests bench
 
 .PHONY: docs  ## Regenerate the README tables (settings, chart values), dashboards, alert rules and the chart's queue list
 docs: venv

@@ -19,9 +19,9 @@ import flask_migrate
 import redis
 
 from bench.throughput import drain
-from tests.support.processes import free_port
-from tests.support.redis_server import RedisServer
-from tests.support.stack import ROOT, stack_environment, stack_flask_app
+from harness.processes import free_port
+from harness.redis_server import RedisServer
+from harness.stack import ROOT, stack_environment, stack_flask_app
 
 
 def spread(values: list[float], fmt: str = ",.0f") -> str:

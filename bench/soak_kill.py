@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.faults import FAST_RECOVERY, Stack, kill_workers_while_tasks_flow
-from tests.support.rabbitmq import AMQP_URL, rabbitmq_unavailable
+from harness.faults import FAST_RECOVERY, Stack, kill_workers_while_tasks_flow
+from harness.rabbitmq import AMQP_URL, rabbitmq_unavailable
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,10 +21,10 @@ from pathlib import Path
 import flask_migrate
 import redis
 
+from harness.processes import stop, wait_until
+from harness.redis_server import RedisServer
+from harness.stack import ROOT, stack_environment, stack_flask_app, start_worker
 from service.jobs.enqueue import JobRequest, enqueue
-from tests.support.processes import stop, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.stack import ROOT, stack_environment, stack_flask_app, start_worker
 
 
 def rate(count: int, seconds: float) -> str:

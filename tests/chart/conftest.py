@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from harness.redis_server import RedisServer
+from harness.stack import stack_flask_app
 from tests.support.chart import NAME, TEST_API_KEYS, helm_binaries, helm_id, process_helm
 from tests.support.chart import render as _render
 from tests.support.chart_processes import LocalCluster, LocalContainer
-from tests.support.redis_server import RedisServer
-from tests.support.stack import stack_flask_app
 
 
 @pytest.fixture(params=helm_binaries() or [None], ids=lambda p: helm_id(p) if p else "no-helm")
@@ -35,7 +35,7 @@ def render(helm: str) -> Callable[..., list[dict[str, Any]]]:
 def local_cluster(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> LocalCluster:
-    """The pods of the default render with the test API keys (tests/support/auth.py), resolved
+    """The pods of the default render with the test API keys (harness/auth.py), resolved
     for local runs against `redis_server` (starts none)."""
     docs = _render(process_helm(), TEST_API_KEYS)
     return LocalCluster(docs, redis_server.port, tmp_path_factory.mktemp("pods"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.auth import KEYS, api_keys_setting
+from harness.auth import KEYS, api_keys_setting
 from tests.support.chart import by_kind, container, env_of, one, render_error
 
 NAME = "rel-flask-celery-{}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.auth import api_keys_setting
+from harness.auth import api_keys_setting
 from tests.support.chart import CHART, NAMESPACE, ROOT, helm_env
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

@@ -18,12 +18,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.auth import bearer
+from harness.processes import wait_until
+from harness.redis_server import RedisServer
 from tests.support.api import wait_for_job
-from tests.support.auth import bearer
 from tests.support.chart import NAME, TEST_API_KEYS, process_helm, render
 from tests.support.chart_processes import LocalCluster, LocalContainer, stop_all
-from tests.support.processes import wait_until
-from tests.support.redis_server import RedisServer
 
 PODS = {name: NAME.format(name) for name in ("web", "worker-reports", "exporter")}
 #: Variables that name the port a process serves its metrics on.

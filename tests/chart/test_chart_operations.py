@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.auth import API_KEY
+from harness.auth import API_KEY
+from harness.processes import free_port, wait_until
 from tests.support.chart import NAME, by_kind, container, one, process_helm, render_error
 from tests.support.chart import render as render_with
 from tests.support.chart_processes import LocalCluster, LocalContainer
-from tests.support.processes import free_port, wait_until
 
 BEAT, WEB, TEST = NAME.format("beat"), NAME.format("web"), NAME.format("web-test")
 JWT = {

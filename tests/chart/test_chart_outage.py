@@ -21,12 +21,12 @@ import pytest
 from celery import Celery
 from celery.utils.nodenames import host_format
 
+from harness.auth import bearer
+from harness.processes import wait_until
+from harness.redis_server import RedisServer
 from tests.support.api import wait_for_job
-from tests.support.auth import bearer
 from tests.support.chart import NAME, TEST_API_KEYS, process_helm, render
 from tests.support.chart_processes import LocalCluster, LocalContainer, stop_all
-from tests.support.processes import wait_until
-from tests.support.redis_server import RedisServer
 
 ROLES = ("web", "worker-general", "worker-reports", "worker-webhooks", "beat", "flower", "exporter")
 #: Variables that name the port a process serves its metrics on.

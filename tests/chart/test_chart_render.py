@@ -13,7 +13,7 @@ from typing import Any
 import jmespath
 import pytest
 
-from tests.support.auth import api_keys_setting
+from harness.auth import api_keys_setting
 from tests.support.chart import EXTERNAL_REDIS, by_kind
 from tests.support.chart_processes import local_path
 

@@ -22,13 +22,13 @@ import redis
 from celery.utils.nodenames import host_format
 from redbeat.schedulers import RedBeatConfig
 
+from harness.auth import API_KEY, CLIENT_KEY, bearer
+from harness.processes import wait_until
+from harness.stack import INCLUDE_TEST_TASKS
 from service.worker.inflight import inflight_key
 from tests.support.api import wait_for_job
-from tests.support.auth import API_KEY, CLIENT_KEY, bearer
 from tests.support.chart import NAME, notes, one, process_helm
 from tests.support.chart_processes import LocalCluster, LocalContainer, exec_argv, stop_all
-from tests.support.processes import wait_until
-from tests.support.stack import INCLUDE_TEST_TASKS
 
 GROUPS = ("general", "reports", "webhooks")
 WORKERS = {group: NAME.format(f"worker-{group}") for group in GROUPS}

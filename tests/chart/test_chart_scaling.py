@@ -19,12 +19,12 @@ import pytest
 import redis
 from celery.result import AsyncResult
 
+from harness.auth import bearer
+from harness.redis_server import RedisServer
+from harness.stack import INCLUDE_TEST_TASKS
 from tests.support import keda
-from tests.support.auth import bearer
 from tests.support.chart import NAME, one, process_helm, render
 from tests.support.chart_processes import LocalCluster, LocalContainer
-from tests.support.redis_server import RedisServer
-from tests.support.stack import INCLUDE_TEST_TASKS
 
 GROUPS = ("general", "reports", "webhooks")
 SCALE_TO_ZERO_MAX_2 = {"workers": {"defaults": {"minReplicas": 0, "maxReplicas": 2}}}

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.auth import api_keys_setting, bearer
-from tests.support.processes import free_port, stop, wait_until
+from harness.auth import api_keys_setting, bearer
+from harness.processes import free_port, stop, wait_until
 from tests.support.tiltcheck import REPO, HelmMissing, find_helm
 
 CONTEXT = os.environ.get("FLASK_CELERY_E2E_CONTEXT", "")
@@ -108,7 +108,7 @@ def _image_values(image: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """The release installed with the dev values and the test API keys (tests/support/auth.py)
+    """The release installed with the dev values and the test API keys (harness/auth.py)
     into a fresh namespace; removed afterwards."""
     if not IMAGE:
         pytest.fail("FLASK_CELERY_E2E_IMAGE is not set: the image the cluster pulls for every role")

@@ -15,17 +15,17 @@ import httpx
 import pytest
 
 from devstack.sinks import SmtpSink, WebhookSink
-from service.routing import WORKER_GROUPS
-from tests.support.auth import bearer
-from tests.support.processes import free_port, stop
-from tests.support.redis_server import RedisServer
-from tests.support.stack import (
+from harness.auth import bearer
+from harness.processes import free_port, stop
+from harness.redis_server import RedisServer
+from harness.stack import (
     migrate,
     stack_environment,
     stack_flask_app,
     start_web,
     start_worker,
 )
+from service.routing import WORKER_GROUPS
 
 
 @pytest.fixture(scope="session")

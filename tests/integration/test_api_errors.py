@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from harness.auth import api_keys_setting, authorized
+from harness.redis_server import RedisServer
 from service import create_app
 from service.data.db import db
 from service.data.models import Export, Job, User, WebhookDelivery, WebhookEndpoint
 from service.routing import QUEUES
-from tests.support.auth import api_keys_setting, authorized
-from tests.support.redis_server import RedisServer
 
 IDLE_DB = 5
 

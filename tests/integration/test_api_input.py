@@ -17,10 +17,10 @@ import httpx
 import sqlalchemy as sa
 from pypdf import PdfReader
 
+from harness.auth import bearer
 from service.data.db import db
 from service.data.models import User
 from tests.support.api import new_user, wait_for_job
-from tests.support.auth import bearer
 
 #: Requests sent at once for one email; gunicorn's two workers take them two by two.
 THREADS = 8

@@ -1,7 +1,7 @@
 """Authentication and scopes: who may call which route, and whose jobs a caller may see.
 
 Requests go to the session stack's gunicorn (tests/integration/conftest.py), whose processes
-accept the keys of tests/support/auth.py; keys made with `flask api-keys` live in its database.
+accept the keys of harness/auth.py; keys made with `flask api-keys` live in its database.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import httpx
 import pytest
 from flask import Flask
 
+from harness.auth import API_KEY, CLIENT_KEY, OTHER_CLIENT_KEY, api_keys_setting, bearer
+from harness.stack import BIN
 from service import create_app
 from service.auth.api_keys import digest
 from service.budget import ConfigError
-from tests.support.auth import API_KEY, CLIENT_KEY, OTHER_CLIENT_KEY, api_keys_setting, bearer
-from tests.support.stack import BIN
 
 #: A route of each access rule, with a request it answers when allowed.
 OPERATE_ROUTES = (

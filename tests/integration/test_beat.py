@@ -12,11 +12,11 @@ import httpx
 import pytest
 import redis
 
+from harness.processes import stop, wait_until
+from harness.stack import BIN, spawn
 from service.data.db import db, utcnow
 from service.data.models import User
 from tests.support.api import new_user
-from tests.support.processes import stop, wait_until
-from tests.support.stack import BIN, spawn
 
 FAST_SCHEDULE = {"expire-trials-every-second": {"task": "periodic.expire_trials", "schedule": 1.0}}
 

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.faults import Stack
+from harness.processes import wait_until
+from harness.stack import BIN
 from service.beat import LAST_TICK_KEY
 from tests.support.beat import (
     LOCK,
@@ -31,9 +34,6 @@ from tests.support.beat import (
     start_beat,
     trial_that_ended,
 )
-from tests.support.faults import Stack
-from tests.support.processes import wait_until
-from tests.support.stack import BIN
 
 #: Seconds Redis is away in each outage.
 OUTAGE = 10.0

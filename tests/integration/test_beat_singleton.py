@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.faults import Stack, kill_group
+from harness.processes import wait_until
 from tests.support.beat import LOCK, beat_env, gaps, start_beat, watch
-from tests.support.faults import Stack, kill_group
-from tests.support.processes import wait_until
 
 LOCK_TIMEOUT, LOOP_INTERVAL = 5, 1
 TASK = "periodic.expire_trials"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faults import Stack, unacked
-from tests.support.processes import wait_until
-from tests.support.stack import INCLUDE_TEST_TASKS, start_worker
-from tests.support.tasks import CHILDREN
+from harness.faults import Stack, unacked
+from harness.processes import wait_until
+from harness.stack import INCLUDE_TEST_TASKS, start_worker
+from harness.tasks import CHILDREN
 
 
 @pytest.fixture

@@ -21,9 +21,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from service.data.db import db
-from service.data.models import DeadLetter
-from tests.support.faults import (
+from harness.faults import (
     FAST_RECOVERY,
     VISIBILITY_TIMEOUT,
     Stack,
@@ -31,7 +29,9 @@ from tests.support.faults import (
     kill_workers_while_tasks_flow,
     unacked,
 )
-from tests.support.processes import wait_until
+from harness.processes import wait_until
+from service.data.db import db
+from service.data.models import DeadLetter
 
 
 @pytest.fixture

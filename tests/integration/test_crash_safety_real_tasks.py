@@ -30,6 +30,9 @@ import pytest
 import sqlalchemy as sa
 
 from devstack.sinks import SmtpSink, WebhookSink
+from harness.faults import FAST_RECOVERY, VISIBILITY_TIMEOUT, Stack, kill_group, unacked
+from harness.postgres import Postgres, postgres_bindir
+from harness.processes import free_port, wait_until
 from service.data.db import db
 from service.data.models import (
     DeadLetter,
@@ -42,9 +45,6 @@ from service.data.models import (
     WebhookEndpoint,
 )
 from service.routing import QUEUES
-from tests.support.faults import FAST_RECOVERY, VISIBILITY_TIMEOUT, Stack, kill_group, unacked
-from tests.support.postgres import Postgres, postgres_bindir
-from tests.support.processes import free_port, wait_until
 
 USERS, INVOICES, EXPORTS, WEBHOOKS = 50, 24, 5, 50
 #: Seconds the webhook receiver takes to answer, so that kills find deliveries in flight.

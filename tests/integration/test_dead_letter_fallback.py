@@ -23,15 +23,15 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from harness.faults import Stack
+from harness.postgres import Postgres, postgres_bindir
+from harness.processes import wait_until
 from service import create_app
 from service.data.db import db
 from service.data.models import DeadLetter, User
 from service.reliability import dead_letter
 from service.reliability.dead_letter import FALLBACK_KEY
 from tests.support import tasks
-from tests.support.faults import Stack
-from tests.support.postgres import Postgres, postgres_bindir
-from tests.support.processes import wait_until
 
 #: Hard limit 3 s (the soft one at 2 s is ignored by `tests.retry_then_hang`), under the
 #: visibility timeout; quick retries.

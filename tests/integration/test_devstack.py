@@ -22,9 +22,9 @@ import redis
 
 from devstack.options import DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET
 from devstack.ports import port_is_free
+from harness.processes import wait_until
 from service.routing import QUEUES, WORKER_GROUPS
 from tests.support.devstack import ROLES, ROOT, Devstack, processes_in, running_devstack
-from tests.support.processes import wait_until
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ from celery import Celery
 from celery.utils.nodenames import host_format
 
 from devstack.broker import requeue_unacknowledged
+from harness.processes import wait_until
+from harness.redis_server import RedisServer
 from service.routing import WORKER_GROUPS
 from tests.support.api import wait_for_job
 from tests.support.devstack import (
@@ -41,8 +43,6 @@ from tests.support.devstack import (
     running_devstack,
     stop_devstack,
 )
-from tests.support.processes import wait_until
-from tests.support.redis_server import RedisServer
 
 #: Seconds Redis stays stopped: longer than a Redis socket timeout's share of beat's lock.
 HANG = 10.0

@@ -1,6 +1,6 @@
 """The broker exporter: the real `python -m service.exporter`, scraped over HTTP.
 
-One redis-server and one migrated SQLite database (`tests.support.faults.Stack`) serve the
+One redis-server and one migrated SQLite database (`harness.faults.Stack`) serve the
 whole module, with one exporter on them; each test starts from an empty broker database and
 starts the workers or beat it needs itself, so what the exporter reports belongs to that test.
 """
@@ -18,13 +18,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.faults import Stack
+from harness.processes import free_port, stop, wait_until
+from harness.stack import BIN
 from service.data.db import db, utcnow
 from service.data.models import DeadLetter
 from service.routing import QUEUES
 from service.worker.inflight import inflight_key
-from tests.support.faults import Stack
-from tests.support.processes import free_port, stop, wait_until
-from tests.support.stack import BIN
 
 #: One scrape: metric name -> sorted label pairs -> value.
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]

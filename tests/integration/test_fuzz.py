@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.support.auth import bearer
-from tests.support.processes import stop
-from tests.support.redis_server import RedisServer
-from tests.support.stack import migrate, stack_environment, start_web
+from harness.auth import bearer
+from harness.processes import stop
+from harness.redis_server import RedisServer
+from harness.stack import migrate, stack_environment, start_web
 
 #: Redis databases of the session redis-server nothing else uses.
 BROKER_DB, RESULTS_DB = 12, 13

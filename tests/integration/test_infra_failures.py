@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
+from harness.faults import Stack
+from harness.postgres import Postgres, postgres_bindir
+from harness.processes import wait_until
+from harness.tasks import EXECUTIONS
 from service.data.db import db
 from service.data.models import DeadLetter
 from service.reliability.dead_letter import FALLBACK_KEY
-from tests.support.faults import Stack
-from tests.support.postgres import Postgres, postgres_bindir
-from tests.support.processes import wait_until
-from tests.support.tasks import EXECUTIONS
 
 #: Seconds before Redis hands an unacknowledged message out again: past the hard time limit
 #: (contract 3), short enough for a test. Retries come quickly and often enough to outlast an

@@ -2,7 +2,7 @@
 stops), and ids at their bound and refused text never reach the database as a server error.
 
 Rows are inserted with plain SQL at revision 0003, as the API of that time could leave them.
-PostgreSQL is a throwaway server (tests/support/postgres.py), with a fresh database per test.
+PostgreSQL is a throwaway server (harness/postgres.py), with a fresh database per test.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from harness.auth import api_keys_setting, bearer
+from harness.postgres import Postgres, empty_database_url, postgres_bindir
 from service import create_app
 from service.api.schemas import MAX_ID
 from service.data.db import db, utcnow
-from tests.support.auth import api_keys_setting, bearer
-from tests.support.postgres import Postgres, empty_database_url, postgres_bindir
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -3,7 +3,7 @@ the lifecycle's writes, the relay's query and the listing's cursor work on SQLit
 PostgreSQL alike.
 
 A job is inserted with plain SQL at revision 0004, as the API of that time left it.
-PostgreSQL is a throwaway server (tests/support/postgres.py), with a fresh database per test.
+PostgreSQL is a throwaway server (harness/postgres.py), with a fresh database per test.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from harness.auth import api_keys_setting, bearer
+from harness.postgres import Postgres, empty_database_url, postgres_bindir
 from service import create_app
 from service.data.db import db, utcnow
 from service.data.models import DeadLetter, Job
 from service.jobs import lifecycle
-from tests.support.auth import api_keys_setting, bearer
-from tests.support.postgres import Postgres, empty_database_url, postgres_bindir
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

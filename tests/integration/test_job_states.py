@@ -18,13 +18,13 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from harness.auth import CLIENT_KEY, OTHER_CLIENT_KEY, authorized
+from harness.faults import Stack
+from harness.processes import wait_until
 from service.data.db import db
 from service.data.models import DeadLetter, Job
 from service.jobs.lifecycle import STATES, settle_dead_letters
 from service.jobs.outbox import publish
-from tests.support.auth import CLIENT_KEY, OTHER_CLIENT_KEY, authorized
-from tests.support.faults import Stack
-from tests.support.processes import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 
 from devstack.sinks import SmtpSink, WebhookSink
+from harness.processes import wait_until
+from harness.redis_server import RedisServer
 from service.data.db import db, utcnow
 from service.data.models import EmailLog, Export, User
 from tests.support.api import new_user, wait_for_job
-from tests.support.processes import wait_until
-from tests.support.redis_server import RedisServer
 
 
 class RedisCommands:

@@ -2,7 +2,7 @@
 
 `run_once` runs inside the app's own task class, called in-process: inside an app context,
 committed when it returns, rolled back when it raises, as in a worker. The PostgreSQL server is
-a throwaway one (`tests.support.postgres`).
+a throwaway one (`harness.postgres`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from flask import Flask
 
+from harness.postgres import Postgres, postgres_bindir
+from harness.stack import ROOT
 from service import create_app
 from service.data.db import db
 from service.data.models import LedgerEntry, User
 from service.reliability.idempotency import DUPLICATE, run_once
-from tests.support.postgres import Postgres, postgres_bindir
-from tests.support.stack import ROOT
 
 RACERS = 8
 

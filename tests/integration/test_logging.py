@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from harness.auth import api_keys_setting, authorized
+from harness.processes import stop, wait_until
+from harness.redis_server import RedisServer
+from harness.stack import start_worker
 from service import create_app
-from tests.support.auth import api_keys_setting, authorized
-from tests.support.processes import stop, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.stack import start_worker
 
 
 @pytest.fixture

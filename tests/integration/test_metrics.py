@@ -20,10 +20,10 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.auth import bearer
-from tests.support.processes import free_port, stop, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.stack import (
+from harness.auth import bearer
+from harness.processes import free_port, stop, wait_until
+from harness.redis_server import RedisServer
+from harness.stack import (
     BIN,
     INCLUDE_TEST_TASKS,
     celery_client,

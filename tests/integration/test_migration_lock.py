@@ -13,9 +13,9 @@ import flask_migrate
 import pytest
 import sqlalchemy as sa
 
+from harness.postgres import Postgres, postgres_bindir
 from service import create_app
 from service.data.db import db
-from tests.support.postgres import Postgres, postgres_bindir
 
 
 @pytest.fixture(scope="module")

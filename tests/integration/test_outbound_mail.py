@@ -20,10 +20,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
 
+from harness.processes import free_port
 from service import create_app
 from service.config import ConfigError
 from service.outbound.mail import send_mail
-from tests.support.processes import free_port
 from tests.support.tls import CertificateAuthority, ServerCertificate
 
 HOST = "127.0.0.1"

@@ -21,13 +21,13 @@ import pytest
 from flask import Flask
 
 from devstack.sinks import WebhookSink
+from harness.auth import api_keys_setting, bearer
 from service import create_app
 from service.data.db import db
 from service.data.models import WebhookDelivery, WebhookEndpoint
 from service.outbound.egress import EgressRefused, HostUnresolved
 from service.reliability.retry import PermanentError, is_transient
 from service.tasks.webhooks import attempt
-from tests.support.auth import api_keys_setting, bearer
 from tests.support.dns import ScriptedDns
 from tests.support.tls import CertificateAuthority, ServerCertificate
 

@@ -25,12 +25,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from harness.auth import bearer
+from harness.faults import Stack
+from harness.processes import stop, wait_until
+from harness.stack import BIN, start_web
 from service.data.db import db, utcnow
 from service.data.models import Export, Job, LedgerEntry
-from tests.support.auth import bearer
-from tests.support.faults import Stack
-from tests.support.processes import stop, wait_until
-from tests.support.stack import BIN, start_web
 
 #: The enqueue's bound on a sick broker: connect + 2 x socket timeout (service/config.py).
 BOUND = 3.0

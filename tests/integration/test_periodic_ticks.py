@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from redbeat.schedulers import RedBeatSchedulerEntry
 
+from harness.faults import Stack
+from harness.processes import wait_until
 from service.beat import TickRecordingScheduler, last_due
 from tests.support.beat import plan, trial_that_ended
-from tests.support.faults import Stack
-from tests.support.processes import wait_until
 
 ENTRY, INTERVAL = "expire-trials-every-two-seconds", 2.0
 SCHEDULE = {

@@ -34,13 +34,10 @@ import yaml
 from celery import Celery
 
 from devstack.sinks import SmtpSink
-from monitoring import alerts
-from service.routing import QUEUES, WORKER_GROUPS, queue_for
-from tests.support.auth import bearer
-from tests.support.processes import free_port, stop, wait_until
-from tests.support.prometheus import PrometheusServer, PromQLError
-from tests.support.redis_server import RedisServer
-from tests.support.stack import (
+from harness.auth import bearer
+from harness.processes import free_port, stop, wait_until
+from harness.redis_server import RedisServer
+from harness.stack import (
     BIN,
     INCLUDE_TEST_TASKS,
     spawn,
@@ -49,6 +46,9 @@ from tests.support.stack import (
     start_web,
     start_worker,
 )
+from monitoring import alerts
+from service.routing import QUEUES, WORKER_GROUPS, queue_for
+from tests.support.prometheus import PrometheusServer, PromQLError
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "charts/flask-celery/files/prometheus-rules.yaml"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faults import Stack, kill_workers_while_tasks_flow
-from tests.support.rabbitmq import AMQP_URL, rabbitmq_unavailable
+from harness.faults import Stack, kill_workers_while_tasks_flow
+from harness.rabbitmq import AMQP_URL, rabbitmq_unavailable
 
 
 @pytest.fixture

@@ -25,11 +25,10 @@ from typing import Any
 import httpx
 
 from devstack.sinks import WebhookSink
-from service.routing import QUEUES
-from tests.support.auth import API_KEY, bearer
-from tests.support.processes import free_port, stop, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.stack import (
+from harness.auth import API_KEY, bearer
+from harness.processes import free_port, stop, wait_until
+from harness.redis_server import RedisServer
+from harness.stack import (
     BIN,
     celery_client,
     spawn,
@@ -37,6 +36,7 @@ from tests.support.stack import (
     start_web,
     start_worker,
 )
+from service.routing import QUEUES
 
 BROKER_PASSWORD = "S3cretPW-broker-6a1f"
 HOOK_PASSWORD = "HookPW-9c2e"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faults import Stack
-from tests.support.processes import wait_until
+from harness.faults import Stack
+from harness.processes import wait_until
 
 EXPIRES = 2
 

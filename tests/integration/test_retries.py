@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from devstack.sinks import WebhookSink
+from harness.auth import authorized
+from harness.faults import Stack
+from harness.processes import wait_until
 from service.data.db import db
 from service.data.models import WebhookDelivery, WebhookEndpoint
-from tests.support.auth import authorized
-from tests.support.faults import Stack
-from tests.support.processes import wait_until
 
 POLICY = {
     "FLASK_RETRY_MAX_RETRIES": "3",

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 
+from harness.processes import stop, wait_until
+from harness.redis_server import RedisServer
+from harness.stack import INCLUDE_TEST_TASKS, celery_client, start_worker
 from service.worker.inflight import inflight_key, prune, track
 from service.worker.registry import live_workers
-from tests.support.processes import stop, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.stack import INCLUDE_TEST_TASKS, celery_client, start_worker
 
 
 @pytest.fixture

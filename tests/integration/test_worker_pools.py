@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.stack import BIN, stack_environment
 from service.budget import TIME_LIMITED_POOLS, ConfigError, check, pool_name, pool_refusal
-from tests.support.stack import BIN, stack_environment
 
 
 def test_pool_names_are_the_ones_pool_takes():

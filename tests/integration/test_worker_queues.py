@@ -6,9 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from harness.processes import free_port
+from harness.stack import BIN, stack_environment
 from service.routing import QUEUES
-from tests.support.processes import free_port
-from tests.support.stack import BIN, stack_environment
 
 
 def test_worker_on_an_unknown_queue_exits_naming_it_and_the_known_ones(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import httpx
 
-from tests.support.processes import wait_until
+from harness.processes import wait_until
 
 
 def new_user(api: httpx.Client, **extra: Any) -> dict[str, Any]:

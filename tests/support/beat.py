@@ -17,10 +17,10 @@ from typing import Any
 
 import redis
 
+from harness.faults import Stack
+from harness.stack import BIN
 from service.data.db import db, utcnow
 from service.data.models import User
-from tests.support.faults import Stack
-from tests.support.stack import BIN
 
 #: redbeat's leader lock, under the project's key prefix.
 LOCK = "flask_celery:redbeat:lock"

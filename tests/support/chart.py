@@ -26,7 +26,7 @@ import yaml
 from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 
-from tests.support.auth import api_keys_setting
+from harness.auth import api_keys_setting
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flask-celery"
@@ -239,7 +239,7 @@ def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in c.get("env", [])}
 
 
-#: Values that make web accept the test keys of tests/support/auth.py (their digests only).
+#: Values that make web accept the test keys of harness/auth.py (their digests only).
 TEST_API_KEYS = {"auth": {"apiKeys": api_keys_setting()}}
 
 #: Values for an external Redis over TLS whose URLs live in an existing Secret.

@@ -19,7 +19,7 @@ outside a cluster is rewritten:
   venv first on PATH.
 
 The test-only additions are explicit: PYTHONPATH names the repository, so that a worker can load
-`--include tests.support.tasks`, and FLOWER_ADDRESS keeps Flower on loopback.
+`--include harness.tasks`, and FLOWER_ADDRESS keeps Flower on loopback.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from harness.processes import free_port, stop, wait_until
 from tests.support.chart import ROOT, by_kind
-from tests.support.processes import free_port, stop, wait_until
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.ports import port_is_free
+from harness.processes import free_port, wait_until
 from service.routing import WORKER_GROUPS
-from tests.support.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_END = "Press Ctrl-C to stop."

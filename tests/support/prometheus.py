@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.processes import free_port, stop, wait_until
+from harness.processes import free_port, stop, wait_until
 
 #: One series of a query's answer: its labels and its value at the evaluation time.
 Series = tuple[dict[str, str], float]

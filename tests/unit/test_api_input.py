@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from harness.auth import api_keys_setting, bearer
+from harness.processes import free_port
 from service import create_app
 from service.api.schemas import MAX_ID, MAX_INT
 from service.data.db import db
 from service.data.models import Invoice, Job, User, WebhookEndpoint
-from tests.support.auth import api_keys_setting, bearer
-from tests.support.processes import free_port
 
 
 @pytest.fixture(scope="module")

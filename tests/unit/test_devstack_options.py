@@ -17,7 +17,7 @@ import pytest
 from devstack.broker import redis_port
 from devstack.options import OptionError, parse_options
 from devstack.ports import port_clash, port_is_free
-from tests.support.processes import free_port
+from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT_EXPECTED = "expected a port number from 1 to 65535"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from harness.auth import api_keys_setting, bearer
 from service import budget, create_app
 from service.api.dead_letters import MAX_PAGE
 from service.api.schemas import MAX_ID, REQUEST_MODELS
-from tests.support.auth import api_keys_setting, bearer
 
 KEYS = {"API_KEYS": api_keys_setting()}
 

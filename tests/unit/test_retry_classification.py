@@ -19,6 +19,7 @@ from kombu import Connection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.processes import free_port
 from service.reliability import task
 from service.reliability.retry import (
     RetryPolicy,
@@ -26,7 +27,6 @@ from service.reliability.retry import (
     is_database_error,
     is_transient,
 )
-from tests.support.processes import free_port
 
 
 def raised(call: object) -> BaseException:

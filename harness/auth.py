@@ -1,6 +1,6 @@
 """The API keys the test stacks accept, and the headers that present them.
 
-Every stack a test starts (tests/support/stack.py's environment, the locally run chart, the
+Every stack a test starts (harness/stack.py's environment, the locally run chart, the
 image) accepts these keys through `FLASK_API_KEYS`, which holds only their SHA-256 digests.
 """
 

@@ -24,18 +24,18 @@ import sqlalchemy as sa
 from flask import Flask
 from kombu import Connection
 
-from service.data.db import db
-from service.data.models import LedgerEntry, User
-from tests.support.processes import stop, wait_until
-from tests.support.redis_server import RedisServer
-from tests.support.stack import (
+from harness.processes import stop, wait_until
+from harness.redis_server import RedisServer
+from harness.stack import (
     INCLUDE_TEST_TASKS,
     spawn,
     stack_environment,
     stack_flask_app,
     start_worker,
 )
-from tests.support.tasks import DELIVERIES, EXECUTIONS
+from harness.tasks import DELIVERIES, EXECUTIONS
+from service.data.db import db
+from service.data.models import LedgerEntry, User
 
 #: Seconds after which Redis hands an unacknowledged message to another worker, here.
 VISIBILITY_TIMEOUT = 10
@@ -109,7 +109,7 @@ class Stack:
         return redis.Redis.from_url(self.redis.url(1))
 
     def counters(self) -> redis.Redis:
-        """The Redis holding the `tests.effect` counting lists (see `tests.support.tasks`)."""
+        """The Redis holding the `tests.effect` counting lists (see `harness.tasks`)."""
         return (
             self.broker()
             if self.env["FLASK_CELERY__BROKER_URL"].startswith("redis")

@@ -16,14 +16,14 @@ from uuid import uuid4
 
 import httpx
 
+from harness.auth import api_keys_env, api_keys_setting
+from harness.processes import free_port, wait_until
 from service import create_app
-from tests.support.auth import api_keys_env, api_keys_setting
-from tests.support.processes import free_port, wait_until
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 #: Worker arguments that load the test-only tasks (`tests.sleep`, `tests.effect`).
-INCLUDE_TEST_TASKS = ("--include", "tests.support.tasks")
+INCLUDE_TEST_TASKS = ("--include", "harness.tasks")
 
 
 def stack_environment(

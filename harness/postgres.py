@@ -15,11 +15,10 @@ import tempfile
 from pathlib import Path
 from uuid import uuid4
 
-import pytest
 import sqlalchemy as sa
 
-from tests.support.processes import free_port
-from tests.support.stack import ROOT
+from harness.processes import free_port
+from harness.stack import ROOT
 
 
 class Postgres:
@@ -38,7 +37,9 @@ class Postgres:
             try:
                 owner = pwd.getpwnam("postgres")
             except KeyError:
-                pytest.fail("running as root needs a `postgres` user to run the server as")
+                raise RuntimeError(
+                    "running as root needs a `postgres` user to run the server as"
+                ) from None
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
 
@@ -52,7 +53,7 @@ class Postgres:
         if result.returncode:
             log = self.directory / "server.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
-            pytest.fail(f"{' '.join(cmd)} failed:\n{result.stdout}{result.stderr}{tail}")
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}{result.stderr}{tail}")
 
     def start(self) -> Postgres:
         """Create the cluster (the first time) and start the server; returns once it accepts
@@ -85,7 +86,7 @@ def postgres_bindir() -> Path:
         ["bash", str(ROOT / "scripts" / "ensure-postgres.sh")], capture_output=True, text=True
     )
     if result.returncode:
-        pytest.fail(f"no PostgreSQL server binaries:\n{result.stderr}")
+        raise RuntimeError(f"no PostgreSQL server binaries:\n{result.stderr}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 

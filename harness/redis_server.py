@@ -7,17 +7,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import redis
 
-from tests.support.processes import free_port, stop, wait_until
+from harness.processes import free_port, stop, wait_until
 
 
 def redis_server_bin() -> str:
     """redis-server from REDIS_SERVER_BIN or PATH (`make test` installs it when missing)."""
     exe = os.environ.get("REDIS_SERVER_BIN") or shutil.which("redis-server")
     if not exe:
-        pytest.fail("redis-server not found: run `make test`, which installs it")
+        raise RuntimeError("redis-server not found: run `make test`, which installs it")
     return exe
 
 

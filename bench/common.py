@@ -1,0 +1,99 @@
+"""What every benchmark shares: repeated interleaved variants, `median [min..max]`, the result file.
+
+Each benchmark is `python -m bench.<name> [--quick] [--repeat N]`: it prints one summary line
+and writes `bench/results/<name>.json` (`write_result`), which `BENCHMARKS.md` is built from.
+`--quick` runs each variant once on a tiny N, to prove the benchmark still works (`make test`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VERSIONS = ("celery", "kombu", "redis", "flask", "gunicorn", "sqlalchemy")
+
+
+def parser(name: str, description: str, repeat: int = 5) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: --quick, --repeat, --out."""
+    p = argparse.ArgumentParser(f"python -m bench.{name}", description=description)
+    p.add_argument("--quick", action="store_true", help="each variant once, tiny N (a smoke run)")
+    p.add_argument("--repeat", type=int, default=repeat, help="interleaved repetitions")
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder for <name>.json")
+    return p
+
+
+def interleave(variants: Mapping[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """Run every variant once per repetition, in turn, so drift hits them all alike."""
+    values: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, measure in variants.items():
+            values[name].append(measure())
+    return values
+
+
+def ratios(numerator: Sequence[float], denominator: Sequence[float]) -> list[float]:
+    """Per-repetition ratios (the repetitions were interleaved, so each pair shares conditions)."""
+    return [a / b for a, b in zip(numerator, denominator, strict=True) if b]
+
+
+def spread(values: Sequence[float], fmt: str = ",.0f") -> str:
+    """`median [min..max]` of `values`."""
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}..{max(values):{fmt}}]"
+
+
+def summary_of(values: Sequence[float]) -> dict[str, float]:
+    """median, min and max, for the JSON record."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were taken: CPU count, Python, the packages that matter."""
+    versions = {}
+    for package in VERSIONS:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
+def write_result(
+    name: str, summary: str, records: Any, args: argparse.Namespace, command: str = ""
+) -> Path:
+    """Print the one-line summary and write `<out>/<name>.json`."""
+    print(summary, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{name}.json"
+    document = {
+        "name": name,
+        "command": command or f"python -m bench.{name}",
+        "quick": bool(args.quick),
+        "repeat": args.repeat,
+        "summary": summary,
+        "taken": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": machine(),
+        "records": records,
+    }
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path

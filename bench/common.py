@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from harness.processes import free_port
+from harness.redis_server import RedisServer
+from harness.stack import ROOT, migrate, stack_environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VERSIONS = ("celery", "kombu", "redis", "flask", "gunicorn", "sqlalchemy")
@@ -97,3 +105,42 @@ def write_result(
     }
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     return path
+
+
+@dataclass
+class LocalStack:
+    """A benchmark's own redis-server and migrated SQLite database under `state`."""
+
+    state: Path
+    redis: RedisServer
+    env: dict[str, str]
+
+
+@contextmanager
+def local_stack(extra: dict[str, str] | None = None) -> Iterator[LocalStack]:
+    """A fresh redis-server on a free port and a migrated SQLite database in a temporary
+    folder; `env` is what every process of the stack gets (`bench` importable)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        # the app's logging setup turns on httpx's per-request INFO lines: not a benchmark's
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        state = Path(tmp)
+        server = RedisServer(state / "redis").start()
+        try:
+            env = stack_environment(
+                state, server.url(0), server.url(1), {"PYTHONPATH": str(ROOT), **(extra or {})}
+            )
+            migrate(env)
+            yield LocalStack(state, server, env)
+        finally:
+            server.stop()
+
+
+def metrics_env(directory: Path) -> dict[str, str]:
+    """Environment of a worker that counts into `directory` and serves `/metrics` on a free
+    loopback port (FLASK_WORKER_METRICS_PORT)."""
+    return {
+        "FLASK_METRICS_ENABLED": "true",
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "FLASK_WORKER_METRICS_PORT": str(free_port()),
+        "FLASK_METRICS_ADDRESS": "127.0.0.1",
+    }

@@ -1,7 +1,7 @@
 """The scaling contract, measured: what KEDA would compute from the rendered ScaledObjects.
 
 Jobs are enqueued through the locally run web pod with no worker running; each ScaledObject's
-metric and desired replicas are then computed as KEDA does (see tests/support/keda.py). With a
+metric and desired replicas are then computed as KEDA does (see harness/keda.py). With a
 slow worker of one group running, its metric is sampled while tasks run: work a worker has taken
 leaves the queue's list, and only the in-flight set keeps the group from looking idle.
 """
@@ -19,10 +19,10 @@ import pytest
 import redis
 from celery.result import AsyncResult
 
+from harness import keda
 from harness.auth import bearer
 from harness.redis_server import RedisServer
 from harness.stack import INCLUDE_TEST_TASKS
-from tests.support import keda
 from tests.support.chart import NAME, one, process_helm, render
 from tests.support.chart_processes import LocalCluster, LocalContainer
 

@@ -3,35 +3,88 @@
 Runs only when FLASK_CELERY_E2E_CONTEXT names a kube context (for example `kind-flask-celery`
 from k8s-dev/bootstrap.sh, which also installs KEDA) and FLASK_CELERY_E2E_IMAGE names an
 image that cluster can pull (e.g. `localhost:5001/flask-celery:dev` pushed to the kind
-registry). Each run installs into a fresh namespace and removes it at the end.
+registry). The upgrade test also needs FLASK_CELERY_E2E_UPGRADE_IMAGE: another tag of that
+image (push the same build as `localhost:5001/flask-celery:dev-next`). Each run installs into a
+fresh namespace and removes it at the end.
 
     FLASK_CELERY_E2E_CONTEXT=kind-flask-celery \
     FLASK_CELERY_E2E_IMAGE=localhost:5001/flask-celery:dev \
-        .venv/bin/python -m pytest tests/e2e -m e2e
+    FLASK_CELERY_E2E_UPGRADE_IMAGE=localhost:5001/flask-celery:dev-next make test-e2e
+
+The cluster is read and driven through the kubernetes Python client (pods, Deployments,
+logs, exec into the data stores, a port-forward to web); helm installs and upgrades. What the
+tests conclude from what they read is decided by tests/e2e/observe.py, tested offline.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import socket
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from harness.auth import api_keys_setting, bearer
-from harness.processes import free_port, stop, wait_until
+from harness.processes import wait_until
+from tests.e2e.observe import (
+    PodState,
+    effective_more_than_once,
+    image_values,
+    ledger_due_times,
+    pod_changes,
+    pod_state,
+    replicas_moved,
+    rolled_out,
+    rose_and_fell,
+    skip_reason,
+    tick_runs,
+    ticks_run_twice,
+)
+from tests.e2e.relay import Relay
 from tests.support.tiltcheck import REPO, HelmMissing, find_helm
+
+try:
+    from kubernetes import client as k8s
+    from kubernetes import config as kubeconfig
+    from kubernetes.client.rest import ApiException
+    from kubernetes.stream import portforward, stream
+except ImportError:  # skipped below, with the reason
+    k8s = None
 
 CONTEXT = os.environ.get("FLASK_CELERY_E2E_CONTEXT", "")
 IMAGE = os.environ.get("FLASK_CELERY_E2E_IMAGE", "")
+UPGRADE_IMAGE = os.environ.get("FLASK_CELERY_E2E_UPGRADE_IMAGE", "")
 RELEASE = "e2e"
 PREFIX = f"{RELEASE}-flask-celery"
+INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
+
+#: A beat entry that ticks every INTERVAL seconds for the whole run (set on every app container
+#: through app.extraEnv), so the upgrade happens while beat ticks: `periodic.expire_trials`
+#: records each run's effect in the task ledger under `beat:<entry>:<due time>`.
+ENTRY, INTERVAL = "e2e-expire-trials", 3.0
+TICK_ENV = [
+    {
+        "name": "FLASK_CELERY__BEAT_SCHEDULE",
+        "value": json.dumps(
+            {
+                ENTRY: {
+                    "task": "periodic.expire_trials",
+                    "schedule": INTERVAL,
+                    "kwargs": {"schedule_entry": ENTRY},
+                }
+            }
+        ),
+    }
+]
 
 
 def _helm() -> str | None:
@@ -41,99 +94,174 @@ def _helm() -> str | None:
         return None
 
 
-def _skip_reason() -> str | None:
-    if not CONTEXT:
-        return (
-            "opt-in: set FLASK_CELERY_E2E_CONTEXT to a kube context (k8s-dev/bootstrap.sh makes "
-            "kind-flask-celery) and FLASK_CELERY_E2E_IMAGE to an image it can pull"
-        )
-    if shutil.which("kubectl") is None:
-        return "FLASK_CELERY_E2E_CONTEXT is set but kubectl is not on PATH"
-    if _helm() is None:
-        return "FLASK_CELERY_E2E_CONTEXT is set but helm is missing: run `make helm`"
-    return None
-
+SKIP = skip_reason(CONTEXT, IMAGE, _helm(), k8s is not None)
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or ""),
+    pytest.mark.skipif(SKIP is not None, reason=SKIP or ""),
     pytest.mark.timeout(900),
 ]
 
 
 @dataclass
 class Cluster:
-    """kubectl and helm pinned to one context and one namespace."""
+    """One kube context and one namespace, through the kubernetes client; helm for releases."""
 
     context: str
     namespace: str
     helm: str
+    api: Any  # kubernetes.client.ApiClient of the context
+    # exec and port-forward patch the client they are given: they get their own
+    streaming: Any = field(repr=False, default=None)
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
-        cmd = ["kubectl", "--context", self.context, "--namespace", self.namespace, *args]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        if check and out.returncode:
-            raise RuntimeError(f"{' '.join(cmd)}: {out.stderr.strip()}")
-        return out.stdout
+    @property
+    def core(self) -> Any:
+        return k8s.CoreV1Api(self.api)
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json"))
+    @property
+    def apps(self) -> Any:
+        return k8s.AppsV1Api(self.api)
+
+    def plain(self, obj: Any) -> Any:
+        """An API object as the API serialises it (camelCase keys)."""
+        return self.api.sanitize_for_serialization(obj)
+
+    # -- releases -------------------------------------------------------------------------
+
+    def release(self, image: str) -> subprocess.CompletedProcess[str]:
+        """helm upgrade --install of the chart with the dev values, the test API keys
+        (harness/auth.py), the ticking beat entry and `image`; waits for it."""
+        return subprocess.run(
+            [self.helm, "upgrade", "--install", RELEASE, str(REPO / "charts/flask-celery"),
+             "--kube-context", self.context, "--namespace", self.namespace,
+             "-f", str(REPO / "k8s-dev/values-dev.yaml"), *image_values(image),
+             "--set-json", f"auth.apiKeys={json.dumps(api_keys_setting())}",
+             "--set-json", f"app.extraEnv={json.dumps(TICK_ENV)}",
+             "--wait", "--timeout", "10m"],
+            capture_output=True, text=True, timeout=700,
+        )  # fmt: skip
+
+    def workloads(self) -> dict[str, dict[str, Any]]:
+        """Every Deployment and StatefulSet of the namespace by `Kind/name`, serialised."""
+        found = {}
+        for kind, items in (
+            ("Deployment", self.apps.list_namespaced_deployment(self.namespace).items),
+            ("StatefulSet", self.apps.list_namespaced_stateful_set(self.namespace).items),
+        ):
+            for item in items:
+                found[f"{kind}/{item.metadata.name}"] = {**self.plain(item), "kind": kind}
+        return found
+
+    def wait_rolled_out(self, timeout: float = 300) -> None:
+        def pending() -> list[str]:
+            return [name for name, w in self.workloads().items() if not rolled_out(w)]
+
+        wait_until(lambda: not pending(), timeout=timeout, interval=3, what="every rollout")
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        """The pods of `selector` that are not being deleted, serialised."""
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        return [self.plain(p) for p in pods if p.metadata.deletion_timestamp is None]
 
     def replicas(self, deployment: str) -> int:
-        return int(self.json(f"deployment/{deployment}")["spec"].get("replicas", 0))
+        return int(self.apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas)
 
-    def worker_pods(self, group: str) -> list[str]:
-        selector = (
-            f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=worker,"
-            f"flask-celery.io/worker-group={group}"
+    def worker_replicas(self) -> dict[str, int]:
+        """spec.replicas of every worker group's Deployment, by name."""
+        items = self.apps.list_namespaced_deployment(
+            self.namespace, label_selector=f"{INSTANCE},app.kubernetes.io/component=worker"
+        ).items
+        return {d.metadata.name: int(d.spec.replicas or 0) for d in items}
+
+    def data_store_pods(self) -> dict[str, PodState]:
+        """The bundled Redis and PostgreSQL pods: uid and container restarts, by name."""
+        selector = f"{INSTANCE},app.kubernetes.io/component in (redis,postgresql)"
+        return {p["metadata"]["name"]: pod_state(p) for p in self.pods(selector)}
+
+    def one_pod(self, component: str) -> str:
+        pods = self.pods(f"{INSTANCE},app.kubernetes.io/component={component}")
+        assert pods, f"no {component} pod"
+        return str(pods[0]["metadata"]["name"])
+
+    def exec(self, pod: str, container: str, script: str) -> str:
+        """stdout of `sh -c script` in a container; fails with its stderr on a non-zero exit."""
+        resp = stream(
+            k8s.CoreV1Api(self.streaming).connect_get_namespaced_pod_exec,
+            pod, self.namespace, container=container, command=["sh", "-c", script],
+            stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
+        )  # fmt: skip
+        resp.run_forever(timeout=60)
+        out, err, code = resp.read_stdout() or "", resp.read_stderr() or "", resp.returncode
+        resp.close()
+        if code:
+            raise RuntimeError(f"{pod}/{container}: `{script}` exited {code}: {err}")
+        return str(out)
+
+    def ledger_keys(self) -> list[str]:
+        """The task ledger's keys of the test's beat entry, from the bundled PostgreSQL."""
+        sql = f"SELECT key FROM task_ledger WHERE key LIKE 'beat:{ENTRY}:%'"
+        script = f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -At -c "{sql}"'
+        return self.exec(self.one_pod("postgresql"), "postgresql", script).split()
+
+    def result_metas(self) -> list[dict[str, Any]]:
+        """Every task result in the bundled Redis's result database (extended: name, kwargs)."""
+        script = (
+            'redis-cli -n 1 --scan --pattern "celery-task-meta-*" '
+            '| while read -r k; do redis-cli -n 1 --raw get "$k"; done'
         )
-        pods = self.json("pods", "-l", selector)["items"]
-        return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+        lines = self.exec(self.one_pod("redis"), "redis", script).splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def logs(self, pod: str, container: str) -> str:
+        return str(self.core.read_namespaced_pod_log(pod, self.namespace, container=container))
+
+    def web_socket(self) -> tuple[socket.socket, Any]:
+        """A socket to port 8000 of a ready web pod, through the API server's port-forward."""
+        for pod in self.pods(f"{INSTANCE},app.kubernetes.io/component=web"):
+            conditions = pod.get("status", {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                forward = portforward(
+                    k8s.CoreV1Api(self.streaming).connect_get_namespaced_pod_portforward,
+                    pod["metadata"]["name"], self.namespace, ports="8000",
+                )  # fmt: skip
+                return forward.socket(8000), forward
+        raise RuntimeError("no ready web pod")
 
     def diagnostics(self) -> str:
-        return self.kubectl("get", "all,scaledobjects,events", check=False) or "(none)"
-
-
-def _image_values(image: str) -> list[str]:
-    """--set flags for image.repository and image.tag or image.digest."""
-    if "@" in image:
-        repository, digest = image.split("@", 1)
-        return ["--set", f"image.repository={repository}", "--set", f"image.digest={digest}"]
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, tag = image.rsplit(":", 1)
-        return ["--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
-    return ["--set", f"image.repository={image}"]
+        """The pods' phases and the namespace's latest events, for a failure message."""
+        lines = [
+            f"{p['metadata']['name']}: {p.get('status', {}).get('phase')}"
+            for p in self.pods(INSTANCE)
+        ]
+        events = self.core.list_namespaced_event(self.namespace).items[-20:]
+        lines += [f"{e.involved_object.name}: {e.reason}: {e.message}" for e in events]
+        return "\n".join(lines) or "(none)"
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """The release installed with the dev values and the test API keys (harness/auth.py)
-    into a fresh namespace; removed afterwards."""
-    if not IMAGE:
-        pytest.fail("FLASK_CELERY_E2E_IMAGE is not set: the image the cluster pulls for every role")
-    contexts = subprocess.run(
-        ["kubectl", "config", "get-contexts", "-o", "name"], capture_output=True, text=True
-    ).stdout.split()
+    """The release installed with the dev values into a fresh namespace; removed afterwards."""
+    try:
+        contexts = [c["name"] for c in kubeconfig.list_kube_config_contexts()[0]]
+    except kubeconfig.ConfigException as exc:
+        pytest.fail(f"no kubeconfig with context {CONTEXT!r}: {exc}")
     if CONTEXT not in contexts:
         pytest.fail(f"kube context {CONTEXT!r} not found (known: {contexts})")
-    c = Cluster(CONTEXT, f"fc-e2e-{uuid.uuid4().hex[:8]}", str(_helm()))
-    if not c.kubectl("get", "crd", "scaledobjects.keda.sh", "--ignore-not-found", "-o", "name"):
-        pytest.fail(f"KEDA is not installed in {CONTEXT}: run k8s-dev/bootstrap.sh")
-    c.kubectl("create", "namespace", c.namespace)
+    api = kubeconfig.new_client_from_config(context=CONTEXT)
+    streaming = kubeconfig.new_client_from_config(context=CONTEXT)
+    c = Cluster(CONTEXT, f"fc-e2e-{uuid.uuid4().hex[:8]}", str(_helm()), api, streaming)
     try:
-        install = subprocess.run(
-            [c.helm, "upgrade", "--install", RELEASE, str(REPO / "charts/flask-celery"),
-             "--kube-context", c.context, "--namespace", c.namespace,
-             "-f", str(REPO / "k8s-dev/values-dev.yaml"), *_image_values(IMAGE),
-             "--set-json", f"auth.apiKeys={json.dumps(api_keys_setting())}",
-             "--wait", "--timeout", "10m"],
-            capture_output=True, text=True, timeout=700,
-        )  # fmt: skip
+        k8s.ApiextensionsV1Api(api).read_custom_resource_definition("scaledobjects.keda.sh")
+    except ApiException as exc:
+        pytest.fail(f"KEDA is not installed in {CONTEXT} ({exc.status}): run k8s-dev/bootstrap.sh")
+    c.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=c.namespace)))
+    try:
+        install = c.release(IMAGE)
         if install.returncode:
             pytest.fail(f"helm install failed: {install.stderr}\n{c.diagnostics()}")
-        for workload in c.kubectl("get", "deployments,statefulsets", "-o", "name").split():
-            c.kubectl("rollout", "status", workload, "--timeout=5m", timeout=320)
+        c.wait_rolled_out()
         yield c
     finally:
         subprocess.run(
@@ -141,30 +269,25 @@ def cluster() -> Iterator[Cluster]:
              c.namespace, "--wait", "--timeout", "5m"],
             capture_output=True, text=True, timeout=320,
         )  # fmt: skip
-        subprocess.run(
-            ["kubectl", "--context", c.context, "delete", "namespace", c.namespace,
-             "--wait=true", "--timeout=5m"],
-            capture_output=True, text=True, timeout=320,
+        c.core.delete_namespace(c.namespace)
+        wait_until(
+            lambda: c.namespace not in {n.metadata.name for n in c.core.list_namespace().items},
+            timeout=300, interval=3, what=f"namespace {c.namespace} deleted",
         )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def api(cluster: Cluster) -> Iterator[httpx.Client]:
-    """An HTTP client on a `kubectl port-forward` to the web Service, ready on /readyz, sending
-    the test API key."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["kubectl", "--context", cluster.context, "--namespace", cluster.namespace,
-         "port-forward", f"svc/{PREFIX}-web", f"{port}:8000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(), timeout=10)
+    """An HTTP client on a loopback port forwarded to web, ready on /readyz, sending the test
+    API key; each connection goes to a web pod that is ready then."""
+    relay = Relay(cluster.web_socket)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{relay.port}", headers=bearer(), timeout=10)
     try:
         wait_until(lambda: client.get("/readyz").status_code == 200, timeout=60, what="web /readyz")
         yield client
     finally:
         client.close()
-        stop(proc)
+        relay.close()
 
 
 def _enqueue(api: httpx.Client, path: str, body: dict[str, Any]) -> str:
@@ -187,6 +310,28 @@ def _wait_for_jobs(api: httpx.Client, job_ids: list[str], timeout: float) -> dic
     return status
 
 
+class ReplicaSampler:
+    """The worker groups' replica counts, sampled every `interval` seconds in a thread."""
+
+    def __init__(self, cluster: Cluster, interval: float = 2.0) -> None:
+        self.history: list[dict[str, int]] = [cluster.worker_replicas()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(cluster, interval), daemon=True)
+        self._thread.start()
+
+    def _run(self, cluster: Cluster, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.history.append(cluster.worker_replicas())
+            except Exception:  # noqa: BLE001,S112 - a missed sample is not a finding
+                continue
+
+    def stop(self) -> list[dict[str, int]]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.history
+
+
 def test_add_job_runs_to_success(api: httpx.Client) -> None:
     job_id = _enqueue(api, "/jobs/add", {"a": 2, "b": 3})
     status = _wait_for_jobs(api, [job_id], timeout=120)[job_id]
@@ -194,30 +339,41 @@ def test_add_job_runs_to_success(api: httpx.Client) -> None:
     assert status["value"] == 5
 
 
-def test_reports_group_scales_from_zero_for_a_burst_and_back(
+def test_keda_scales_the_reports_group_up_and_back_while_the_other_groups_stay_put(
     cluster: Cluster, api: httpx.Client
 ) -> None:
     reports = f"{PREFIX}-worker-reports"
     wait_until(lambda: cluster.replicas(reports) == 0, timeout=300, interval=2, what="reports at 0")
+    sampler = ReplicaSampler(cluster)
+    others = sorted(set(sampler.history[0]) - {reports})
+    assert others, sampler.history[0]
+    try:
+        user = api.post(
+            "/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "name": "E2E"}
+        )
+        assert user.status_code == 201, user.text
+        line = {"description": "Widget", "quantity": 3, "unit_price_cents": 1250}
+        invoice_ids = []
+        for _ in range(20):
+            invoice = api.post("/invoices", json={"user_id": user.json()["id"], "lines": [line]})
+            assert invoice.status_code == 201, invoice.text
+            invoice_ids.append(invoice.json()["id"])
+        job_ids = [_enqueue(api, "/jobs/invoice-pdf", {"invoice_id": i}) for i in invoice_ids]
 
-    user = api.post("/users", json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "name": "E2E"})
-    assert user.status_code == 201, user.text
-    line = {"description": "Widget", "quantity": 3, "unit_price_cents": 1250}
-    invoice_ids = []
-    for _ in range(20):
-        invoice = api.post("/invoices", json={"user_id": user.json()["id"], "lines": [line]})
-        assert invoice.status_code == 201, invoice.text
-        invoice_ids.append(invoice.json()["id"])
-    job_ids = [_enqueue(api, "/jobs/invoice-pdf", {"invoice_id": i}) for i in invoice_ids]
+        wait_until(lambda: cluster.replicas(reports) >= 1, timeout=120, interval=2, what="scale-up")
+        hpa = k8s.AutoscalingV2Api(cluster.api).read_namespaced_horizontal_pod_autoscaler(
+            f"keda-hpa-{reports}", cluster.namespace
+        )
+        assert hpa.spec.scale_target_ref.name == reports
+        statuses = _wait_for_jobs(api, job_ids, timeout=300)
+        assert {s["state"] for s in statuses.values()} == {"success"}, statuses
 
-    wait_until(lambda: cluster.replicas(reports) >= 1, timeout=120, interval=2, what="scale-up")
-    hpa = cluster.json(f"hpa/keda-hpa-{reports}")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == reports
-    statuses = _wait_for_jobs(api, job_ids, timeout=300)
-    assert {s["state"] for s in statuses.values()} == {"success"}, statuses
-
-    # Back to zero once the queues and the in-flight sets are empty for the cooldown (90 s).
-    wait_until(lambda: cluster.replicas(reports) == 0, timeout=360, interval=5, what="scale-in")
+        # back to zero once the queues and in-flight sets are empty for the cooldown (90 s)
+        wait_until(lambda: cluster.replicas(reports) == 0, timeout=360, interval=5, what="scale-in")
+    finally:
+        history = sampler.stop()
+    assert rose_and_fell(history, reports), [h.get(reports) for h in history]
+    assert replicas_moved(history, others) == {}
 
 
 def test_deleting_the_worker_pod_holding_a_job_loses_no_job(
@@ -227,17 +383,52 @@ def test_deleting_the_worker_pod_holding_a_job_loses_no_job(
     # countdown the worker takes the message and keeps it unacknowledged until it is due.
     # Deleting the pod (SIGTERM, warm shutdown) must hand the message back to the queue.
     job_id = _enqueue(api, "/jobs/add", {"a": 20, "b": 22, "countdown": 30})
+    general = f"{INSTANCE},app.kubernetes.io/component=worker,flask-celery.io/worker-group=general"
 
     def holder() -> str | None:
-        for pod in cluster.worker_pods("general"):
-            if job_id in cluster.kubectl("logs", pod, "-c", "worker", check=False):
-                return pod
+        for pod in cluster.pods(general):
+            name = pod["metadata"]["name"]
+            if job_id in cluster.logs(name, "worker"):
+                return str(name)
         return None
 
     pod = wait_until(holder, timeout=60, interval=1, what="a general worker receiving the job")
-    cluster.kubectl("delete", "pod", pod, "--wait=false")
+    cluster.core.delete_namespaced_pod(pod, cluster.namespace)
 
     status = _wait_for_jobs(api, [job_id], timeout=300)[job_id]
     assert status["state"] == "success", status
     assert status["value"] == 42
-    assert pod not in cluster.worker_pods("general")
+    assert pod not in {p["metadata"]["name"] for p in cluster.pods(general)}
+
+
+# Last: the release runs the upgrade's image from here on.
+def test_helm_upgrade_to_a_new_image_tag_while_beat_ticks(cluster: Cluster) -> None:
+    if not UPGRADE_IMAGE or UPGRADE_IMAGE == IMAGE:
+        pytest.skip(
+            "set FLASK_CELERY_E2E_UPGRADE_IMAGE to another tag of FLASK_CELERY_E2E_IMAGE's "
+            "image (the same build pushed as e.g. localhost:5001/flask-celery:dev-next)"
+        )
+    wait_until(lambda: len(cluster.ledger_keys()) >= 2, timeout=120, interval=2, what="ticks")
+    stores = cluster.data_store_pods()
+    assert len(stores) == 2, stores
+
+    upgrade = cluster.release(UPGRADE_IMAGE)
+    assert upgrade.returncode == 0, f"{upgrade.stderr}\n{cluster.diagnostics()}"
+    upgraded_at = datetime.now(UTC)
+    cluster.wait_rolled_out()
+    web = cluster.apps.read_namespaced_deployment(f"{PREFIX}-web", cluster.namespace)
+    assert {c.image for c in web.spec.template.spec.containers} == {UPGRADE_IMAGE}
+
+    # the new beat ticks: an effect due after the upgrade finished
+    wait_until(
+        lambda: ledger_due_times(cluster.ledger_keys(), ENTRY)[-1] > upgraded_at,
+        timeout=180, interval=3, what="a tick after the upgrade",
+    )  # fmt: skip
+    time.sleep(2 * INTERVAL)  # the last sends finish running
+
+    assert pod_changes(stores, cluster.data_store_pods()) == []
+    due_times = ledger_due_times(cluster.ledger_keys(), ENTRY)
+    assert ticks_run_twice(due_times, INTERVAL) == [], due_times
+    runs = tick_runs(cluster.result_metas(), ENTRY)
+    assert runs, "no finished tick in the result backend"
+    assert effective_more_than_once(runs) == {}, runs

@@ -19,6 +19,7 @@ from .data.db import db
 from .reliability.dead_letter import DeadLetterDrain
 from .worker.heartbeat import Heartbeat
 from .worker.pools import PoolGuard
+from .worker.scaling import ScalerDatabaseGuard
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -41,6 +42,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(app.config["CELERY"])
     celery_app.set_default()
     celery_app.steps["worker"].add(PoolGuard)
+    celery_app.steps["worker"].add(ScalerDatabaseGuard.expecting(app.config["KEDA_DATABASE_INDEX"]))
     celery_app.steps["consumer"].add(Heartbeat.writing_to(app.config["WORKER_HEARTBEAT_FILE"]))
     celery_app.steps["consumer"].add(DeadLetterDrain.for_app(app))
     budget.check(celery_app.conf, [t.time_limit for t in celery_app.tasks.values()])

@@ -25,6 +25,7 @@ from kombu.entity import Queue
 
 from . import budget
 from .budget import ConfigError
+from .redis_options import RedisAccess
 from .routing import QUEUES, celery_routes
 from .worker.probes import DEFAULT_HEARTBEAT_FILE
 
@@ -224,6 +225,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUTH_JWT_CA_FILE", str, None,
             "CA bundle that verifies the JWKS URL's certificate; unset: the system's",
             optional=True),
+    Setting("REDIS_USERNAME", str, None,
+            "Redis 6 ACL user of every Redis connection whose URL names none", optional=True),
+    Setting("REDIS_PASSWORD", str, None,
+            "password of every Redis connection whose URL carries none (written into the URLs "
+            "percent-encoded); a URL with other credentials is refused", optional=True),
+    Setting("REDIS_CA_FILE", str, None,
+            "CA bundle that verifies the certificate of every `rediss://` connection; unset: "
+            "the system's. The server's certificate and name are always verified",
+            optional=True),
+    Setting("REDIS_REQUIRE_TLS", bool, False,
+            "refuse a plain `redis://` URL: every Redis connection must be `rediss://`"),
+    Setting("KEDA_DATABASE_INDEX", int, None,
+            "the Redis database KEDA counts this worker's queues in (the chart sets it); a "
+            "worker whose broker URL selects another refuses to start", optional=True),
     Setting("SQLALCHEMY_DATABASE_URI", str, None,
             "the database, e.g. `postgresql+psycopg://user:pass@host/db`; unset: a SQLite file "
             "next to the storage folder", optional=True),
@@ -324,7 +339,7 @@ def derive(config: Mapping[str, Any], instance_path: str) -> dict[str, Any]:
     return {
         "STORAGE_DIR": str(storage),
         "SQLALCHEMY_DATABASE_URI": database,
-        "CELERY": celery_settings(config["CELERY"]),
+        "CELERY": RedisAccess.from_config(config).secure(celery_settings(config["CELERY"])),
     }
 
 

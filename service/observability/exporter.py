@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import redis_options
 from ..beat import LAST_TICK_KEY
 from ..config import ConfigError
 from ..data.db import db
@@ -72,10 +73,11 @@ def count_workers(workers: Iterable[LiveWorker]) -> tuple[dict[str, int], dict[s
     return counts, processes
 
 
-def _redis_client(url: str) -> redis.Redis:
+def _redis_client(url: str, tls: Mapping[str, Any] | None) -> redis.Redis:
     # one retry on a fresh connection (a pooled one may predate a Redis restart), no backoff
-    return redis.Redis.from_url(
+    return redis_options.client(
         url,
+        tls,
         socket_connect_timeout=REDIS_TIMEOUT,
         socket_timeout=REDIS_TIMEOUT,
         retry=Retry(NoBackoff(), 1),
@@ -100,9 +102,13 @@ class BrokerCollector(Collector):
                 "redis:// or rediss:// broker"
             )
         self.app = app
-        self.broker = _redis_client(celery["broker_url"])
+        self.broker = _redis_client(celery["broker_url"], celery.get("broker_use_ssl"))
         beat_url = celery.get("redbeat_redis_url") or celery["broker_url"]
-        self.beat = self.broker if beat_url == celery["broker_url"] else _redis_client(beat_url)
+        self.beat = (
+            self.broker
+            if beat_url == celery["broker_url"]
+            else _redis_client(beat_url, celery.get("redbeat_redis_use_ssl"))
+        )
         self._up: dict[str, bool] = {}
 
     def collect(self) -> Iterator[Metric]:

@@ -39,6 +39,7 @@ from celery import Celery, Task, bootsteps
 from celery.exceptions import TimeLimitExceeded
 from flask import Flask
 
+from .. import redis_options
 from ..data.db import db, utcnow
 from ..data.models import DeadLetter, Job
 from ..redact import redact
@@ -182,12 +183,17 @@ def _enqueued_at(task_id: str) -> Any:
 def fallback_client(celery_app: Celery) -> redis.Redis | None:
     """This process' client of the Redis that keeps dead letters the database could not take:
     the broker's, else the result store's; None when neither is Redis."""
-    for url in (celery_app.conf.broker_url, celery_app.conf.result_backend):
-        if isinstance(url, str) and url.startswith(("redis://", "rediss://")):
-            key = (os.getpid(), url)  # a prefork child must not share its parent's socket
+    conf = celery_app.conf
+    for url, tls in (
+        (conf.broker_url, conf.broker_use_ssl),
+        (conf.result_backend, conf.redis_backend_use_ssl),
+    ):
+        if redis_options.is_redis(url):
+            # a prefork child must not share its parent's socket; apps may differ in trust
+            key = (os.getpid(), f"{url} {tls!r}")
             if key not in _clients:
-                _clients[key] = redis.Redis.from_url(
-                    url, socket_connect_timeout=3, socket_timeout=5
+                _clients[key] = redis_options.client(
+                    url, tls, socket_connect_timeout=3, socket_timeout=5
                 )
             return _clients[key]
     return None

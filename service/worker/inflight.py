@@ -23,7 +23,7 @@ from typing import Any
 import redis
 from celery import Celery, Task
 
-from .. import budget
+from .. import budget, redis_options
 
 KEY_PREFIX = "flask_celery:inflight:"
 
@@ -41,9 +41,11 @@ def broker_client(app: Celery) -> redis.Redis | None:
     url = app.conf.broker_url or ""
     if not url.startswith(("redis://", "rediss://")):
         return None  # other brokers (RabbitMQ) count unacked messages themselves
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
-    return _clients[url]
+    tls = app.conf.broker_use_ssl
+    key = f"{url} {tls!r}"  # one client per URL and trust: apps in one process may differ
+    if key not in _clients:
+        _clients[key] = redis_options.client(url, tls, socket_connect_timeout=3, socket_timeout=5)
+    return _clients[key]
 
 
 def _queue_of(delivery_info: dict[str, Any] | None) -> str | None:

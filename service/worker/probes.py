@@ -7,7 +7,8 @@ probe process starts in a few milliseconds.
 `beat`: exits 0 when the leading beat recorded its last tick (`service.beat.LAST_TICK_KEY`)
 within `--max-age` seconds, 1 when the tick is older or missing: the scheduler loop stopped, or
 this beat never became the leader. It reads beat's Redis (FLASK_CELERY__REDBEAT_REDIS_URL, else
-FLASK_CELERY__BROKER_URL) and imports the Redis client only for that. A Redis that does not
+FLASK_CELERY__BROKER_URL, with the credentials and CA of FLASK_REDIS_*) and imports the Redis
+client only for that. A Redis that does not
 answer passes, with the reason on stderr: beat rides out Redis outages by itself, so restarting
 it would not help, and the late tick shows on the exporter's beat metric.
 """
@@ -50,8 +51,16 @@ def check_beat(url: str, max_age: float) -> tuple[str | None, str | None]:
     the probe passed without knowing (Redis does not answer)."""
     import redis  # only here: the worker probe stays free of it
 
-    client = redis.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    from ..redis_options import RedisAccess, verifying
+    from ..redis_options import client as redis_client
+
+    # credentials and TLS as the app's own connections have them (service.redis_options)
+    access = RedisAccess.from_environ(os.environ)
+    client = redis_client(
+        access.url(url, "beat's Redis URL"),
+        verifying(access.ca_file),
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
     )
     try:
         raw = client.get(LAST_TICK_KEY)

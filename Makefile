@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 	@echo "==> Python: creating $(VENV) and installing the project with its test and lint tools"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,dev]" --group tests --group lint
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,dev]" --group tests --group lint --group bench
 	@touch $@
 
 .PHONY: venv  ## Create .venv with the project, test and lint dependencies
@@ -57,10 +57,9 @@ test: venv redis postgres prometheus helm checkov
 	@echo "==> pytest ($(PYTEST_WORKERS) workers)"
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-.PHONY: bench  ## Benchmarks: the job path against bare Celery, metrics on against off (one line each)
-bench: venv redis
-	$(BIN)/python -m bench.throughput
-	$(BIN)/python -m bench.metrics_cost
+.PHONY: bench  ## Benchmarks (bench/), each against its baseline in the same run; writes BENCHMARKS.md and bench/plots
+bench: venv redis postgres helm
+	$(BIN)/python -m bench.report --run
 
 .PHONY: image-test  ## Build the image with podman on a local Debian base and run it read-only
 image-test: venv helm

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.auth import api_keys_setting, bearer
+from harness.auth import API_KEY, api_keys_setting, bearer
 from harness.processes import wait_until
 from tests.e2e.observe import (
     PodState,
@@ -65,6 +65,8 @@ IMAGE = os.environ.get("FLASK_CELERY_E2E_IMAGE", "")
 UPGRADE_IMAGE = os.environ.get("FLASK_CELERY_E2E_UPGRADE_IMAGE", "")
 RELEASE = "e2e"
 PREFIX = f"{RELEASE}-flask-celery"
+#: The Secret holding the test API key for `helm test`'s enqueue round trip.
+HELM_TEST_SECRET = "e2e-helm-test"
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 
 #: A beat entry that ticks every INTERVAL seconds for the whole run (set on every app container
@@ -130,13 +132,16 @@ class Cluster:
 
     def release(self, image: str) -> subprocess.CompletedProcess[str]:
         """helm upgrade --install of the chart with the dev values, the test API keys
-        (harness/auth.py), the ticking beat entry and `image`; waits for it."""
+        (harness/auth.py), the ticking beat entry, the `helm test` Pod (which the dev values
+        leave out) with its key, and `image`; waits for it."""
         return subprocess.run(
             [self.helm, "upgrade", "--install", RELEASE, str(REPO / "charts/flask-celery"),
              "--kube-context", self.context, "--namespace", self.namespace,
              "-f", str(REPO / "k8s-dev/values-dev.yaml"), *image_values(image),
              "--set-json", f"auth.apiKeys={json.dumps(api_keys_setting())}",
              "--set-json", f"app.extraEnv={json.dumps(TICK_ENV)}",
+             "--set", "helmTest.enabled=true",
+             "--set", f"helmTest.apiKey.existingSecret={HELM_TEST_SECRET}",
              "--wait", "--timeout", "10m"],
             capture_output=True, text=True, timeout=700,
         )  # fmt: skip
@@ -258,6 +263,10 @@ def cluster() -> Iterator[Cluster]:
         pytest.fail(f"KEDA is not installed in {CONTEXT} ({exc.status}): run k8s-dev/bootstrap.sh")
     c.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=c.namespace)))
     try:
+        secret = k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name=HELM_TEST_SECRET), string_data={"api-key": API_KEY}
+        )
+        c.core.create_namespaced_secret(c.namespace, secret)
         install = c.release(IMAGE)
         if install.returncode:
             pytest.fail(f"helm install failed: {install.stderr}\n{c.diagnostics()}")
@@ -337,6 +346,16 @@ def test_add_job_runs_to_success(api: httpx.Client) -> None:
     status = _wait_for_jobs(api, [job_id], timeout=120)[job_id]
     assert status["state"] == "success", status
     assert status["value"] == 5
+
+
+def test_helm_test_checks_readiness_and_an_enqueue_round_trip(cluster: Cluster) -> None:
+    out = subprocess.run(
+        [cluster.helm, "test", RELEASE, "--kube-context", cluster.context,
+         "--namespace", cluster.namespace, "--timeout", "5m"],
+        capture_output=True, text=True, timeout=320,
+    )  # fmt: skip
+    assert out.returncode == 0, f"{out.stdout}{out.stderr}\n{cluster.diagnostics()}"
+    assert "Succeeded" in out.stdout, out.stdout  # the test Pod's phase, as helm reports it
 
 
 def test_keda_scales_the_reports_group_up_and_back_while_the_other_groups_stay_put(

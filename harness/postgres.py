@@ -12,6 +12,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
@@ -101,3 +103,16 @@ def empty_database_url(server: Postgres | None, tmp_path: Path) -> str:
         connection.execute(sa.text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@dataclass(frozen=True)
+class Database:
+    """Which database a stack runs on: `sqlite`, or `postgresql` on the server that `server`
+    gives (a callable, so that the server starts only when a database is first made on it)."""
+
+    name: str
+    server: Callable[[], Postgres] | None = None
+
+    def fresh_url(self, directory: Path) -> str:
+        """The URL of a new, empty database of this kind (a SQLite file under `directory`)."""
+        return empty_database_url(self.server() if self.server else None, directory)

@@ -1,8 +1,8 @@
 """The service's own processes as tests and benchmarks start them: environment, workers, app.
 
-Every process of a stack gets the same environment (broker, result backend, a SQLite database
-and file storage under one directory), logs to a file of its own and runs in its own session,
-so that a test can stop or kill it together with its children.
+Every process of a stack gets the same environment (broker, result backend, a database: SQLite under
+one directory, or one on a PostgreSQL server; file storage under that directory), logs to a file of
+its own and runs in its own session, so that a test can stop or kill it together with its children.
 """
 
 from __future__ import annotations
@@ -27,15 +27,20 @@ INCLUDE_TEST_TASKS = ("--include", "harness.tasks")
 
 
 def stack_environment(
-    state: Path, broker_url: str, result_backend: str, extra: dict[str, str] | None = None
+    state: Path,
+    broker_url: str,
+    result_backend: str,
+    extra: dict[str, str] | None = None,
+    database_url: str | None = None,
 ) -> dict[str, str]:
-    """This process' environment plus the broker, the result backend, and the SQLite database
-    and file storage under `state`; `extra` adds to (or overrides) all of it."""
+    """This process' environment plus the broker, the result backend, the database (a SQLite
+    file under `state` unless `database_url` names another) and file storage under `state`;
+    `extra` adds to (or overrides) all of it."""
     return {
         **os.environ,
         "FLASK_CELERY__BROKER_URL": broker_url,
         "FLASK_CELERY__RESULT_BACKEND": result_backend,
-        "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{state / 'db.sqlite'}",
+        "FLASK_SQLALCHEMY_DATABASE_URI": database_url or f"sqlite:///{state / 'db.sqlite'}",
         "FLASK_STORAGE_DIR": str(state / "storage"),
         "FLASK_API_KEYS": api_keys_env(),
         # several workers share a machine: none serves metrics unless a test gives it a port
@@ -109,9 +114,9 @@ def start_web(
            "--workers", str(workers), "service.wsgi:app"]  # fmt: skip
     proc = spawn(cmd, env, log)
     url = f"http://127.0.0.1:{port}"
-    wait_until(
+    wait_until(  # a generous bound: a loaded machine takes long to import the app thrice
         lambda: proc.poll() is None and httpx.get(f"{url}{ready}", timeout=1).status_code == 200,
-        timeout=30,
+        timeout=60,
         what=f"gunicorn {ready} (log: {log})",
     )
     return proc, url

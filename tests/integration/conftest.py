@@ -1,14 +1,24 @@
-"""Integration test fixtures: the session stack's sinks, environment, workers and gunicorn.
+"""Integration test fixtures: the stack's sinks, environment, workers and gunicorn, per database.
 
 Everything runs as real processes on free loopback ports, on the session redis-server of
-tests/conftest.py, and keeps its files under pytest's tmp dirs. The session-scoped stack is
-shared; tests keep apart by creating their own rows.
+tests/conftest.py, and keeps its files under pytest's tmp dirs. The session stack of each
+database is shared; tests keep apart by creating their own rows.
+
+A test runs on SQLite unless it (or its module, through `pytestmark`) carries
+`@pytest.mark.databases("sqlite", "postgresql")`: then it runs once per database named, as
+`test_x[sqlite]` and `test_x[postgresql]`, and every stack fixture (`stack_env`, `workers`,
+`web`, `api`, `stack_app`, and a module's own `Stack` built from `database.fresh_url`) is on
+that database. A pytest worker starts its PostgreSQL server (harness/postgres.py) the first
+time one of its tests asks for PostgreSQL, and gives every stack a new database on it.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +26,7 @@ import pytest
 
 from devstack.sinks import SmtpSink, WebhookSink
 from harness.auth import bearer
+from harness.postgres import Database, Postgres, postgres_bindir
 from harness.processes import free_port, stop
 from harness.redis_server import RedisServer
 from harness.stack import (
@@ -25,7 +36,49 @@ from harness.stack import (
     start_web,
     start_worker,
 )
+from service.data.db import db
 from service.routing import WORKER_GROUPS
+
+#: The databases a test marked `databases` may name; the chart's default is PostgreSQL.
+DATABASES = ("sqlite", "postgresql")
+#: The session redis-server's databases (broker, result backend) of each database's stack:
+#: 0 and 1 are the locally run chart's (tests/chart).
+REDIS_DATABASES = {"sqlite": (2, 3), "postgresql": (4, 5)}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "databases(*names): run the test once on each database named (sqlite, postgresql); "
+        "unmarked tests run on SQLite",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("databases")
+    if marker is None or "database" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(DATABASES)
+    assert not unknown, f"unknown databases {unknown}: name some of {DATABASES}"
+    # module scope: a module's stack fixtures are built once per database, its tests grouped
+    metafunc.parametrize("database", marker.args, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """This pytest worker's PostgreSQL server, started when a test first needs it."""
+    server = Postgres(postgres_bindir()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def database(request: pytest.FixtureRequest) -> Database:
+    """The database the module's stacks run on (`databases` marker; SQLite if unmarked)."""
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        return Database(name)
+    return Database(name, lambda: request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture(scope="session")
@@ -44,53 +97,109 @@ def webhook_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookSi
     sink.stop()
 
 
+@dataclass
+class SessionStack:
+    """One database's session stack: its environment, and its processes once asked for."""
+
+    env: dict[str, str]
+    directory: Path
+    workers: dict[str, str] | None = None
+    web: str | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+@dataclass
+class SessionStacks:
+    """The session stacks, one per database a test asked for, each built when first needed."""
+
+    tmp: pytest.TempPathFactory
+    redis: RedisServer
+    smtp: SmtpSink
+    hooks: WebhookSink
+    stacks: dict[str, SessionStack] = field(default_factory=dict)
+
+    def get(self, database: Database) -> SessionStack:
+        if database.name not in self.stacks:
+            state = self.tmp.mktemp(f"state-{database.name}")
+            extra = {
+                "FLASK_SMTP_HOST": "127.0.0.1",
+                "FLASK_SMTP_PORT": str(self.smtp.port),
+                "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus"),
+                "PYTHONUNBUFFERED": "1",
+                # loopback is refused by default: allow the webhook receiver's port there only
+                "FLASK_WEBHOOK_ALLOWED_NETWORKS": json.dumps([f"127.0.0.1:{self.hooks.port}"]),
+            }
+            broker, results = REDIS_DATABASES[database.name]
+            env = stack_environment(
+                state,
+                self.redis.url(broker),
+                self.redis.url(results),
+                extra,
+                database.fresh_url(state),
+            )
+            (state / "prometheus").mkdir()
+            migrate(env)
+            self.stacks[database.name] = SessionStack(env, state)
+        return self.stacks[database.name]
+
+    def workers(self, database: Database) -> dict[str, str]:
+        """One real worker per worker group of the routing table; group name -> node name."""
+        stack = self.get(database)
+        if stack.workers is None:
+            logs = self.tmp.mktemp(f"worker-logs-{database.name}")
+            started = {
+                group: start_worker(stack.env, queues, logs / f"{group}.log")
+                for group, queues in WORKER_GROUPS.items()
+            }
+            stack.procs += [proc for proc, _ in started.values()]
+            stack.workers = {group: node for group, (_, node) in started.items()}
+        return stack.workers
+
+    def web(self, database: Database) -> str:
+        """gunicorn serving the app on a free port; its base URL."""
+        stack = self.get(database)
+        if stack.web is None:
+            log = self.tmp.mktemp(f"web-{database.name}") / "gunicorn.log"
+            proc, stack.web = start_web(stack.env, log)
+            stack.procs.append(proc)
+        return stack.web
+
+    def close(self) -> None:
+        for stack in self.stacks.values():
+            for proc in stack.procs:
+                stop(proc, timeout=30)
+
+
 @pytest.fixture(scope="session")
-def stack_env(
+def session_stacks(
     tmp_path_factory: pytest.TempPathFactory,
     redis_server: RedisServer,
     smtp_sink: SmtpSink,
     webhook_sink: WebhookSink,
-) -> dict[str, str]:
-    """The environment every process of the stack gets, with a migrated SQLite database."""
-    state = tmp_path_factory.mktemp("state")
-    extra = {
-        "FLASK_SMTP_HOST": "127.0.0.1",
-        "FLASK_SMTP_PORT": str(smtp_sink.port),
-        "PROMETHEUS_MULTIPROC_DIR": str(state / "prometheus"),
-        "PYTHONUNBUFFERED": "1",
-        # loopback is refused by default: allow the webhook receiver's port there, nothing else
-        "FLASK_WEBHOOK_ALLOWED_NETWORKS": json.dumps([f"127.0.0.1:{webhook_sink.port}"]),
-    }
-    # databases 0 and 1 of the session redis-server are the locally run chart's (tests/chart):
-    # the stack's own keep its queues, results, worker pings and beat lock apart from them
-    env = stack_environment(state, redis_server.url(2), redis_server.url(3), extra)
-    (state / "prometheus").mkdir()
-    migrate(env)
-    return env
+) -> Iterator[SessionStacks]:
+    stacks = SessionStacks(tmp_path_factory, redis_server, smtp_sink, webhook_sink)
+    yield stacks
+    stacks.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def stack_env(session_stacks: SessionStacks, database: Database) -> dict[str, str]:
+    """The environment every process of the stack gets, with a migrated database."""
+    return session_stacks.get(database).env
+
+
+@pytest.fixture(scope="module")
 def workers(
-    stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
+    session_stacks: SessionStacks, database: Database, stack_env: dict[str, str]
+) -> dict[str, str]:
     """One real worker per worker group of the routing table; group name -> node name."""
-    logs = tmp_path_factory.mktemp("worker-logs")
-    started = {
-        group: start_worker(stack_env, queues, logs / f"{group}.log")
-        for group, queues in WORKER_GROUPS.items()
-    }
-    yield {group: node for group, (_, node) in started.items()}
-    for proc, _ in started.values():
-        stop(proc, timeout=30)
+    return session_stacks.workers(database)
 
 
-@pytest.fixture(scope="session")
-def web(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gunicorn serving the app on a free port; yields its base URL."""
-    log = tmp_path_factory.mktemp("web") / "gunicorn.log"
-    proc, url = start_web(stack_env, log)
-    yield url
-    stop(proc)
+@pytest.fixture(scope="module")
+def web(session_stacks: SessionStacks, database: Database, stack_env: dict[str, str]) -> str:
+    """gunicorn serving the app on a free port; its base URL."""
+    return session_stacks.web(database)
 
 
 @pytest.fixture
@@ -101,6 +210,9 @@ def api(web: str, workers: dict[str, str]) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def stack_app(stack_env: dict[str, str]) -> Any:
+def stack_app(stack_env: dict[str, str]) -> Iterator[Any]:
     """A Flask app on the stack's database, for setting up and inspecting rows directly."""
-    return stack_flask_app(stack_env)
+    app = stack_flask_app(stack_env)
+    yield app
+    with app.app_context():
+        db.engine.dispose()

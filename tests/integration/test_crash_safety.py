@@ -29,23 +29,28 @@ from harness.faults import (
     kill_workers_while_tasks_flow,
     unacked,
 )
+from harness.postgres import Database
 from harness.processes import wait_until
 from service.data.db import db
 from service.data.models import DeadLetter
 
+#: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """A Redis without persistence and a SQLite database, for this test alone."""
-    s = Stack.start(tmp_path, env=FAST_RECOVERY)
+def stack(tmp_path: Path, database: Database) -> Iterator[Stack]:
+    """A Redis without persistence and a database, for this test alone."""
+    s = Stack.start(tmp_path, env=FAST_RECOVERY, database_url=database.fresh_url(tmp_path))
     yield s
     s.close()
 
 
 @pytest.fixture
-def aof_stack(tmp_path: Path) -> Iterator[Stack]:
+def aof_stack(tmp_path: Path, database: Database) -> Iterator[Stack]:
     """The same with the Redis append-only file on, as the chart runs it."""
-    s = Stack.start(tmp_path, appendonly=True, env=FAST_RECOVERY)
+    url = database.fresh_url(tmp_path)
+    s = Stack.start(tmp_path, appendonly=True, env=FAST_RECOVERY, database_url=url)
     yield s
     s.close()
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from harness.faults import Stack
-from harness.postgres import Postgres, postgres_bindir
+from harness.postgres import Database, Postgres, postgres_bindir
 from harness.processes import wait_until
 from service import create_app
 from service.data.db import db
@@ -48,20 +48,24 @@ SECRET_URL = "redis://:hunter2-secret@cache.internal:6379/0"
 @dataclass
 class Setup:
     stack: Stack
-    postgres: Postgres
+    postgres: Postgres | None
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    postgres = Postgres(postgres_bindir()).start()
-    env = {**WORKER_ENV, "FLASK_SQLALCHEMY_DATABASE_URI": postgres.url}
-    stack = Stack.start(tmp_path_factory.mktemp("dead-letters"), env=env)
+def setup(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iterator[Setup]:
+    """A worker on the database; on PostgreSQL a server of the module's own, which a test
+    stops: the worker's session server serves other stacks."""
+    directory = tmp_path_factory.mktemp("dead-letters")
+    postgres = Postgres(postgres_bindir()).start() if database.name == "postgresql" else None
+    url = postgres.url if postgres else database.fresh_url(directory)
+    stack = Stack.start(directory, env=WORKER_ENV, database_url=url)
     try:
         stack.worker("w", concurrency=2)
         yield Setup(stack, postgres)
     finally:
         stack.close()
-        postgres.stop()
+        if postgres:
+            postgres.stop()
 
 
 def letter_of(stack: Stack, task_id: str) -> dict[str, Any] | None:
@@ -88,18 +92,20 @@ def users_named(stack: Stack, name: str) -> int:
     return int(count or 0)
 
 
+@pytest.mark.databases("postgresql")
 def test_a_dead_letter_the_database_cannot_take_waits_in_redis_until_it_is_back(
     setup: Setup,
 ) -> None:
-    stack, broker = setup.stack, setup.stack.broker()
-    setup.postgres.halt()
+    stack, broker, postgres = setup.stack, setup.stack.broker(), setup.postgres
+    assert postgres is not None
+    postgres.halt()
     try:
         sent = stack.celery.send_task("tests.fail_loudly", args=(1, SECRET_URL))
         raw = wait_until(
             lambda: broker.lindex(FALLBACK_KEY, 0), timeout=30, what="a dead letter in Redis"
         )
     finally:
-        setup.postgres.start()
+        postgres.start()
     kept = json.loads(raw)
     assert kept["task_id"] == sent.id and kept["task_name"] == "tests.fail_loudly"
     assert kept["args"] == [1, SECRET_URL]  # a re-drive sends them again
@@ -117,6 +123,7 @@ def test_a_dead_letter_the_database_cannot_take_waits_in_redis_until_it_is_back(
     assert stored["attempts"] == 1
 
 
+@pytest.mark.databases("sqlite", "postgresql")
 def test_a_failing_hook_never_drops_the_dead_letter(setup: Setup) -> None:
     stack = setup.stack
     sent = stack.celery.send_task("tests.fail_with_broken_hook", args=(2,))
@@ -163,6 +170,7 @@ def test_a_failing_hook_never_drops_the_dead_letter_on_sqlite(sqlite_app: Flask)
         assert db.session.scalar(sa.select(sa.func.count()).where(User.name == "hook 3")) == 0
 
 
+@pytest.mark.databases("sqlite", "postgresql")
 def test_a_task_the_hard_time_limit_ends_counts_every_attempt(setup: Setup) -> None:
     stack = setup.stack
     sent = stack.celery.send_task("tests.retry_then_hang", args=(4, 2, 30))

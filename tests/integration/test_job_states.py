@@ -1,9 +1,9 @@
 """A job's row follows its task through a real worker, and the API reads the row first.
 
-One stack for the module: a Redis, a SQLite database, one worker with the test tasks. Jobs of
-the test tasks are enqueued the way the API enqueues (the row, then `service.jobs.outbox`'s
-publish); their state is read back through the app's HTTP API (`GET /jobs/<id>`,
-`GET /jobs`), in process, against the same database.
+One stack for the module per database (SQLite, PostgreSQL): a Redis, a database, one worker with the
+test tasks. Jobs of the test tasks are enqueued the way the API enqueues (the row, then
+`service.jobs.outbox`'s publish); their state is read back through the app's HTTP API (`GET
+/jobs/<id>`, `GET /jobs`), in process, against the same database.
 """
 
 from __future__ import annotations
@@ -20,17 +20,22 @@ from flask.testing import FlaskClient
 
 from harness.auth import CLIENT_KEY, OTHER_CLIENT_KEY, authorized
 from harness.faults import Stack
+from harness.postgres import Database
 from harness.processes import wait_until
 from service.data.db import db
 from service.data.models import DeadLetter, Job
 from service.jobs.lifecycle import STATES, settle_dead_letters
 from service.jobs.outbox import publish
 
+#: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A Redis, a migrated SQLite database and one worker with the test tasks."""
-    s = Stack.start(tmp_path_factory.mktemp("job-states"))
+def stack(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iterator[Stack]:
+    """A Redis, a migrated database and one worker with the test tasks."""
+    directory = tmp_path_factory.mktemp("job-states")
+    s = Stack.start(directory, database_url=database.fresh_url(directory))
     s.worker("w1")
     yield s
     s.close()

@@ -1,7 +1,7 @@
 """Every kind of job, enqueued through the real HTTP API and run by real workers.
 
 Each test asserts the job's effect where it lands: the SMTP sink, the PDF on disk, the CSV
-download, the webhook receiver, the rows a periodic task changes.
+download, the webhook receiver, the rows a periodic task changes; on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+import pytest
 import redis
 import sqlalchemy as sa
 from pypdf import PdfReader
@@ -25,6 +26,9 @@ from harness.redis_server import RedisServer
 from service.data.db import db, utcnow
 from service.data.models import EmailLog, Export, User
 from tests.support.api import new_user, wait_for_job
+
+#: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 
 class RedisCommands:

@@ -20,9 +20,13 @@ import pytest
 from redbeat.schedulers import RedBeatSchedulerEntry
 
 from harness.faults import Stack
+from harness.postgres import Database
 from harness.processes import wait_until
 from service.beat import TickRecordingScheduler, last_due
 from tests.support.beat import plan, trial_that_ended
+
+#: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 ENTRY, INTERVAL = "expire-trials-every-two-seconds", 2.0
 SCHEDULE = {
@@ -35,9 +39,13 @@ SCHEDULE = {
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path, database: Database) -> Iterator[Stack]:
     """A Redis, a database and a worker of the `default` queue, on the test's schedule."""
-    s = Stack.start(tmp_path, env={"FLASK_CELERY__BEAT_SCHEDULE": json.dumps(SCHEDULE)})
+    s = Stack.start(
+        tmp_path,
+        env={"FLASK_CELERY__BEAT_SCHEDULE": json.dumps(SCHEDULE)},
+        database_url=database.fresh_url(tmp_path),
+    )
     s.worker("worker")
     yield s
     s.close()

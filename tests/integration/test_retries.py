@@ -24,9 +24,13 @@ from flask.testing import FlaskClient
 from devstack.sinks import WebhookSink
 from harness.auth import authorized
 from harness.faults import Stack
+from harness.postgres import Database
 from harness.processes import wait_until
 from service.data.db import db
 from service.data.models import WebhookDelivery, WebhookEndpoint
+
+#: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 POLICY = {
     "FLASK_RETRY_MAX_RETRIES": "3",
@@ -69,11 +73,11 @@ class Hooks:
 
 
 @pytest.fixture(scope="module")
-def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
+def hooks(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iterator[Hooks]:
     """A stack with one webhooks worker (the policy above), an allowlisted receiver on
     127.0.0.2 and a receiver on 127.0.0.1 outside the allowlist."""
     directory = tmp_path_factory.mktemp("retries")
-    stack = Stack.start(directory, env=POLICY)
+    stack = Stack.start(directory, env=POLICY, database_url=database.fresh_url(directory))
     # the in-process app answers the API here, and vets endpoint URLs as web would
     stack.app.config["WEBHOOK_ALLOWED_NETWORKS"] = json.loads(
         POLICY["FLASK_WEBHOOK_ALLOWED_NETWORKS"]

@@ -17,12 +17,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.postgres import Postgres, empty_database_url, postgres_bindir
 from harness.processes import free_port
 from harness.redis_server import RedisServer
 from harness.stack import ROOT, migrate, stack_environment
@@ -117,22 +118,26 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(extra: dict[str, str] | None = None) -> Iterator[LocalStack]:
-    """A fresh redis-server on a free port and a migrated SQLite database in a temporary
-    folder; `env` is what every process of the stack gets (`bench` importable)."""
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+def local_stack(
+    extra: dict[str, str] | None = None, postgres: bool = False
+) -> Iterator[LocalStack]:
+    """A fresh redis-server on a free port and a migrated database, SQLite in a temporary
+    folder or (`postgres`) a throwaway PostgreSQL server as the chart runs; `env` is what
+    every process of the stack gets (`bench` importable)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as servers:
         # the app's logging setup turns on httpx's per-request INFO lines: not a benchmark's
         logging.getLogger("httpx").setLevel(logging.WARNING)
         state = Path(tmp)
         server = RedisServer(state / "redis").start()
-        try:
-            env = stack_environment(
-                state, server.url(0), server.url(1), {"PYTHONPATH": str(ROOT), **(extra or {})}
-            )
-            migrate(env)
-            yield LocalStack(state, server, env)
-        finally:
-            server.stop()
+        servers.callback(server.stop)
+        settings = {"PYTHONPATH": str(ROOT), **(extra or {})}
+        if postgres:
+            database = Postgres(postgres_bindir()).start()
+            servers.callback(database.stop)
+            settings["FLASK_SQLALCHEMY_DATABASE_URI"] = empty_database_url(database, state)
+        env = stack_environment(state, server.url(0), server.url(1), settings)
+        migrate(env)
+        yield LocalStack(state, server, env)
 
 
 def metrics_env(directory: Path) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.memory [--jobs 2000] [--repeat 5]
 
-Starts its own redis-server and SQLite database, then the service's processes as production
+Starts its own redis-server and PostgreSQL server, then the service's processes as the chart
 runs them, metrics on: gunicorn (production config, 2 workers), one worker (prefork,
 concurrency 2, the `general` group's queues), beat and the broker exporter. Measures each
 process's RSS and PSS (shared pages split between the processes that share them, the fairer
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         args.jobs, args.repeat = 20, 1
     records: dict[str, Any] = {"jobs": args.jobs}
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    with local_stack() as stack:
+    with local_stack(postgres=True) as stack:
         state, env = stack.state, stack.env
         ports: dict[str, str] = {}
         try:

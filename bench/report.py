@@ -4,8 +4,9 @@
 
 `--run` first runs every benchmark (`python -m bench.<name>`, each module of bench/ that writes
 a result: see `benchmarks`) one after the other and records how long each took; `--list` only
-prints their names. The generated blocks of BENCHMARKS.md (between `<!-- generated: NAME -->`
-and `<!-- end: NAME -->`) are rewritten; everything outside them, the analysis, is kept.
+prints their names. The generated blocks of BENCHMARKS.md (between `<!-- NAME:start -->` and
+`<!-- NAME:end -->`) are rewritten, everything outside them (the analysis) is kept; so is the
+README's `bench-peers` block, the figures of "When is this overkill?".
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from bench.common import RESULTS, ROOT, summary_of
 
 BENCH = Path(__file__).resolve().parent
 DOCUMENT = ROOT / "BENCHMARKS.md"
+README = ROOT / "README.md"
+#: The drain variants the README compares: bare Celery, the project, its peers, Redis itself.
+PEERS = {
+    "bare": "bare Celery",
+    "project": "this project, everything on",
+    "project floor": "this project, every optional piece off",
+    "rq": "RQ",
+    "dramatiq": "Dramatiq",
+    "huey": "Huey",
+    "redis LPUSH+RPOP": "Redis LPUSH + RPOP (redis-benchmark)",
+}
 #: The order `make bench` runs them in; benchmarks not named here follow, by name.
 ORDER = ("drain", "pickup", "enqueue", "metrics_scale", "memory", "io_bound", "scaling")
 #: Not a benchmark of its own: the shared pieces and this report.
@@ -220,7 +232,7 @@ def plots_of(result: dict[str, Any]) -> list[str]:
 
 def replace_block(text: str, name: str, body: str) -> str:
     """`text` with the generated block `name` holding `body` (appended when missing)."""
-    begin, end = f"<!-- generated: {name} -->", f"<!-- end: {name} -->"
+    begin, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{begin}\n{body}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
@@ -231,23 +243,23 @@ def replace_block(text: str, name: str, body: str) -> str:
 SKELETON = """# Benchmarks
 
 What the project's safety and visibility cost against bare Celery, its peers and Redis itself,
-measured by `make bench` (bench/). Everything between `generated` markers is rewritten by
-`python -m bench.report` from bench/results/*.json; the analysis below is written by hand.
+measured by `make bench` (bench/). Everything between `:start` and `:end` markers is rewritten
+by `python -m bench.report` from bench/results/*.json; the analysis below is written by hand.
 
 ## Machine, versions and commands
 
-<!-- generated: header -->
-<!-- end: header -->
+<!-- header:start -->
+<!-- header:end -->
 
 ## Targets
 
-<!-- generated: targets -->
-<!-- end: targets -->
+<!-- targets:start -->
+<!-- targets:end -->
 
 ## Results
 
-<!-- generated: results -->
-<!-- end: results -->
+<!-- results:start -->
+<!-- results:end -->
 
 ## Analysis
 
@@ -263,6 +275,32 @@ def build(results_dir: Path, document: Path) -> str:
     text = replace_block(text, "targets", targets_block(results))
     text = replace_block(text, "results", results_block(results))
     return text
+
+
+def peers_block(results: dict[str, dict[str, Any]]) -> str:
+    """The README's table: drain rates of bare Celery, the project, its peers and Redis."""
+    drain = results.get("drain")
+    if drain is None or drain.get("quick"):
+        return "(No drain results yet: `make bench` fills this table.)"
+    records = drain["records"]
+    lines = ["| Drain, no-op tasks, 2 processes | tasks/s | of bare Celery |", "|---|---|---|"]
+    for name, label in PEERS.items():
+        if name in records:
+            rate, ratio = records[name]["summary"], records[name].get("ratio_summary")
+            share = f"{ratio['median']:.2f}x" if ratio else ""
+            lines.append(f"| {label} | {rate['median']:,.0f} | {share} |")
+    memory = results.get("memory")
+    if memory is not None and not memory.get("quick"):
+        loaded = memory["records"]["loaded"]
+        mib = {role: f["rss_kib"] / 1024 for role, f in loaded.items() if role != "total"}
+        each = ", ".join(f"{role} {v:.0f}" for role, v in mib.items())
+        lines += ["", f"Resident memory after load, MiB per process: {each}."]
+    lines += [
+        "",
+        f"From `make bench` on {drain['machine']['cpus']} CPUs, {drain['taken']}; "
+        "BENCHMARKS.md has the commands, the spreads and the rest.",
+    ]
+    return "\n".join(lines)
 
 
 # - Running them all --------------------------------------------------------------------------
@@ -289,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the benchmarks' names and stop")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--document", type=Path, default=DOCUMENT)
+    p.add_argument("--readme", type=Path, default=README, help="its bench-peers block")
     args = p.parse_args(argv)
     if args.list:
         print("\n".join(benchmarks()))
@@ -299,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         failed = [n for n, b in record["benchmarks"].items() if b["exit"] != 0]
     args.document.write_text(build(args.results, args.document))
     print(f"wrote {args.document}")
+    readme = args.readme.read_text() if args.readme.exists() else ""
+    if "<!-- bench-peers:start -->" in readme:
+        results = load_results(args.results)
+        results.pop(RUN_RECORD, None)
+        args.readme.write_text(replace_block(readme, "bench-peers", peers_block(results)))
+        print(f"wrote the bench-peers block of {args.readme}")
     rows = target_rows(load_results(args.results))
     missed = [r["target"].what for r in rows if r["met"] is False]
     if missed:

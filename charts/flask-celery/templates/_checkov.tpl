@@ -21,7 +21,7 @@ at values path `key`) and the opt-in NetworkPolicies; each only while its check 
 {{- if not .image.digest }}
 checkov.io/skip2: CKV_K8S_43=The image is referenced by its tag {{ .image.tag | default .ctx.Chart.AppVersion | quote }}, which its registry can move to another image; set {{ .key }}.digest to pin it.
 {{- end }}
-{{- if ne .image.pullPolicy "Always" }}
+{{- if and (not .image.digest) (ne .image.pullPolicy "Always") }}
 checkov.io/skip3: CKV_K8S_15=IfNotPresent starts pods from the image a node already holds, without a registry round trip, even if the tag has moved since; set {{ .key }}.digest to pin the image, or {{ .key }}.pullPolicy to Always.
 {{- end }}
 {{- if not .ctx.Values.networkPolicy.enabled }}

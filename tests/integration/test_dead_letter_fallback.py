@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from harness import tasks
 from harness.faults import Stack
 from harness.postgres import Database, Postgres, postgres_bindir
 from harness.processes import wait_until
@@ -31,7 +32,6 @@ from service.data.db import db
 from service.data.models import DeadLetter, User
 from service.reliability import dead_letter
 from service.reliability.dead_letter import FALLBACK_KEY
-from tests.support import tasks
 
 #: Hard limit 3 s (the soft one at 2 s is ignored by `tests.retry_then_hang`), under the
 #: visibility timeout; quick retries.

@@ -176,7 +176,10 @@ CELERY_SETTINGS: tuple[Setting, ...] = (
     # Publishing gives up quickly so that the API can answer 503 while the broker is down.
     _celery("task_publish_retry_policy", dict, {**_SHORT_RETRY, "interval_max": 1},
             "a publish gives up after two quick retries, so the API answers 503 at once"),
-    _celery("worker_send_task_events", bool, True, "task events for Flower"),
+    _celery("worker_send_task_events", bool, False,
+            "task events (Flower's task views): about two Redis PUBLISHes per task from the "
+            "worker's main process, a third of its time on no-op tasks; a running Flower turns "
+            "them on in every worker it reaches (`enable_events`)"),
     _celery("task_send_sent_event", bool, True, "a task-sent event per publish, for Flower"),
     _celery("worker_soft_shutdown_timeout", float, 0.0,
             "Celery soft shutdown: seconds running tasks get once a cold shutdown starts; 0: off"),

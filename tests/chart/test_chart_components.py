@@ -174,6 +174,7 @@ def test_flower_requires_basic_auth_from_a_secret(render):
         "flower",
         "--port=5555",
         "--url_prefix=flower",
+        "--enable_events=False",
     ]
     assert env_of(c)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
         "name": NAME.format("flower"),
@@ -181,6 +182,16 @@ def test_flower_requires_basic_auth_from_a_secret(render):
     }
     assert c["readinessProbe"]["httpGet"]["path"] == "/flower/healthcheck"
     assert set(one(docs, "Secret", NAME.format("flower"))["data"]) == {"password", "basic-auth"}
+
+
+def test_flower_turns_task_events_on_in_workers_only_when_asked(render):
+    # workers send no task events (FLASK_CELERY__WORKER_SEND_TASK_EVENTS) and Flower would turn
+    # them on in each every 5 s: it does only with flower.taskEvents
+    default = container(one(render(), "Deployment", NAME.format("flower")))["command"]
+    assert "--enable_events=False" in default
+    docs = render({"flower": {"taskEvents": True}})
+    asked = container(one(docs, "Deployment", NAME.format("flower")))["command"]
+    assert not any(arg.startswith("--enable_events") for arg in asked)
 
 
 def test_flower_oauth_settings_come_from_an_existing_secret(render):

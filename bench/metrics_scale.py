@@ -11,22 +11,24 @@ own multiprocess directory and metrics port):
   `--max-tasks-per-child --per-child`, so about tasks / per-child pool processes come and go.
 Then scrapes the three in turn, `--repeat` times: scrape time median [min..max], the answer's
 bytes and series, the files in the multiprocess directory, and history / fresh per repetition
-(target: within 1.2x); history / empty too, which also counts the label cardinality.
+(target: within 1.2x); history / empty too, which also counts the label cardinality. Last, a
+copy of the history's files is collected in this process before and after folding the files of
+replaced pool processes into one per type (`service.observability.compaction`), checking that
+the exposition keeps every value.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from bench.common import (
@@ -42,6 +44,7 @@ from bench.common import (
 from bench.scale_tasks import NAMES, task_name
 from harness.processes import stop, wait_until
 from harness.stack import celery_client, start_worker
+from service.observability.compaction import compact
 
 TARGET = 1.2
 #: Queues the three workers consume, one each, so that each gets only its own tasks.
@@ -94,41 +97,6 @@ def collect_ms(directory: Path) -> tuple[float, bytes]:
     return (time.perf_counter() - started) * 1000, body
 
 
-def compact(directory: Path) -> None:
-    """Fold the counter and histogram files of every process that has ended into one
-    `<type>_archive.db` per type, then delete them: what a scrape reads stops growing with the
-    processes a worker has replaced. A prototype of the fix proposed for
-    service/observability/metrics.py (the collector would run it under a lock first)."""
-    for kind in ("counter", "histogram"):
-        archive = directory / f"{kind}_archive.db"
-        dead = [
-            f for f in directory.glob(f"{kind}_*.db")
-            if (m := _PID.search(f.name)) and not _alive(int(m.group(1)))
-        ]  # fmt: skip
-        if not dead:
-            continue
-        sources = [str(f) for f in ([archive] if archive.exists() else []) + dead]
-        folded = directory / f"{kind}_archive.tmp"
-        values = MmapedDict(str(folded))
-        for metric in MultiProcessCollector.merge(sources, accumulate=False):
-            for sample in metric.samples:
-                names, labels = list(sample.labels), list(sample.labels.values())
-                key = mmap_key(metric.name, sample.name, names, labels, metric.documentation)
-                values.write_value(key, sample.value, 0.0)
-        values.close()
-        os.replace(folded, archive)
-        for f in dead:
-            f.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def exposition_values(body: bytes) -> dict[bytes, float]:
     return {
         name: float(value)
@@ -139,8 +107,9 @@ def exposition_values(body: bytes) -> dict[bytes, float]:
 
 
 def try_compaction(history: Path, copy: Path, repeat: int) -> dict[str, Any]:
-    """Collection time of a copy of the history's files before and after `compact`, and
-    whether the exposition kept every value."""
+    """Collection time of a copy of the history's files before and after `compact` (what
+    folding the files of replaced pool processes would give), and whether the exposition kept
+    every value."""
     shutil.copytree(history, copy)
     before = [collect_ms(copy) for _ in range(repeat)]
     files_before = len(list(copy.glob("*.db")))
@@ -176,23 +145,25 @@ def main(argv: list[str] | None = None) -> None:
                 celery.send_task(task_name(n % args.names), (n,), queue=QUEUES["history"])
             for i in range(args.names):
                 celery.send_task(task_name(i), (i,), queue=QUEUES["fresh"])
-            for variant, queue in QUEUES.items():
+            envs = {}
+            for variant in QUEUES:
                 dirs[variant] = stack.state / f"prometheus-{variant}"
-                env = {**stack.env, **metrics_env(dirs[variant])}
-                urls[variant] = f"http://127.0.0.1:{env['FLASK_WORKER_METRICS_PORT']}/metrics"
+                envs[variant] = {**stack.env, **metrics_env(dirs[variant])}
+                port = envs[variant]["FLASK_WORKER_METRICS_PORT"]
+                urls[variant] = f"http://127.0.0.1:{port}/metrics"
+
+            def start(variant: str) -> None:
                 recycle = ("--max-tasks-per-child", str(args.per_child))
+                extra = ("--include", "bench.scale_tasks", "--loglevel", "WARNING")
                 workers[variant], _ = start_worker(
-                    env,
-                    (queue,),
+                    envs[variant],
+                    (QUEUES[variant],),
                     stack.state / f"{variant}.log",
-                    extra=(
-                        "--include",
-                        "bench.scale_tasks",
-                        "--loglevel",
-                        "WARNING",
-                        *(recycle if variant == "history" else ()),
-                    ),
+                    extra=(*extra, *(recycle if variant == "history" else ())),
                 )
+
+            with ThreadPoolExecutor(len(QUEUES)) as pool:  # start-up is slow: side by side
+                list(pool.map(start, QUEUES))
             started = time.monotonic()
             # wait on Redis, not on scrapes: a scrape of the history is work for the main
             # process, which would slow the very drain it waits for

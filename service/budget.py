@@ -55,12 +55,21 @@ def visibility_timeout(settings: Mapping[str, Any]) -> float:
     return max(MIN_VISIBILITY_TIMEOUT, longest_time_limit(settings) + VISIBILITY_MARGIN)
 
 
-#: Pools in which Celery enforces the hard and soft time limits (a prefork pool process past
-#: its hard limit is killed and replaced). Under `threads` and `solo` a task runs past its
+#: Pools in which the hard and soft time limits are enforced. Prefork kills a pool process past
+#: its hard limit and replaces it; gevent ends the task's greenlet at its next yield (its soft
+#: limit is ours: `service.worker.pools`). Under `threads` and `solo` a task runs past its
 #: limits, which voids hard limit < grace period < visibility timeout (a task still running when
 #: its message becomes visible again runs twice); `solo` also runs one task at a time whatever
 #: `--concurrency` says, so a capacity computed from the concurrency is wrong.
 TIME_LIMITED_POOLS = ("prefork", "gevent")
+#: Pools that must be chosen on the command line (`--pool`): Celery monkey-patches the standard
+#: library for them before the app is imported, which `worker_pool` in the settings is too late
+#: for (every socket, lock and sleep would then block the whole worker).
+COMMAND_LINE_POOLS = ("gevent",)
+#: Pools with the leak guard: only prefork has pool processes to replace after N tasks or past
+#: a memory cap; a gevent worker runs every task in its one process, which the container's
+#: memory limit guards instead.
+LEAK_GUARD_POOLS = ("prefork",)
 
 
 def pool_name(pool_cls: Any) -> str:
@@ -83,14 +92,33 @@ def pool_refusal(pool: str) -> str | None:
     )
 
 
+def leak_guard_refusal(
+    pool: str, max_tasks_per_child: int | None, max_memory_per_child: int | None
+) -> str | None:
+    """Why `pool` cannot take the leak guard asked for, or None when it can (or none is asked)."""
+    if pool in LEAK_GUARD_POOLS or not (max_tasks_per_child or max_memory_per_child):
+        return None
+    return (
+        f"worker pool {pool!r} has no pool process to replace, so --max-tasks-per-child "
+        f"({max_tasks_per_child or 0}) and --max-memory-per-child ({max_memory_per_child or 0}) "
+        "would be ignored; drop them (the container's memory limit guards a gevent worker) or "
+        f"use one of {', '.join(LEAK_GUARD_POOLS)}"
+    )
+
+
 def check(settings: Mapping[str, Any], task_limits: Iterable[float | None] = ()) -> None:
     """Refuse a hard time limit that Redis' visibility timeout would cut short, and a
     configured worker pool that would not enforce it (`worker_pool`; `--pool` is checked when
     the worker starts, by `service.worker.pools.PoolGuard`)."""
-    pool = settings.get("worker_pool")
-    problem = pool_refusal(pool_name(pool)) if pool else None
+    pool = pool_name(settings.get("worker_pool") or "prefork")
+    problem = pool_refusal(pool)
     if problem:
         raise ConfigError(f"worker_pool: {problem}; set FLASK_CELERY__WORKER_POOL=prefork")
+    if pool in COMMAND_LINE_POOLS:
+        raise ConfigError(
+            f"worker_pool: {pool!r} must be chosen with the worker's --pool {pool}, which "
+            "patches the standard library before the app loads; unset FLASK_CELERY__WORKER_POOL"
+        )
     limit = longest_time_limit(settings, task_limits)
     visibility = (settings.get("broker_transport_options") or {}).get("visibility_timeout")
     if limit and visibility and float(visibility) <= limit:

@@ -180,7 +180,10 @@ CELERY_SETTINGS: tuple[Setting, ...] = (
             "task events (Flower's task views): about two Redis PUBLISHes per task from the "
             "worker's main process, a third of its time on no-op tasks; a running Flower turns "
             "them on in every worker it reaches (`enable_events`)"),
-    _celery("task_send_sent_event", bool, True, "a task-sent event per publish, for Flower"),
+    _celery("task_send_sent_event", bool, False,
+            "a task-sent event per publish (one more Redis PUBLISH per enqueue), for Flower's "
+            "`SENT` state; off: Flower lists a task once a worker receives it, and the job's row "
+            "and `celery_task_sent_total` count what was sent"),
     _celery("worker_soft_shutdown_timeout", float, 0.0,
             "Celery soft shutdown: seconds running tasks get once a cold shutdown starts; 0: off"),
     _celery("beat_scheduler", str, "service.beat:TickRecordingScheduler",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 import sqlalchemy.exc
 from celery import Celery, Task
 
@@ -80,11 +81,6 @@ def enqueue(
     that may have reached the broker leaves the row `recorded` for the relay: the job will run.
     """
     digest = fingerprint(req.kind, body)
-    if idempotency_key is not None:
-        existing = _settled(_by_key(idempotency_key, digest))
-        if existing is not None:
-            return Enqueued(existing, created=False)
-
     job_id = str(uuid.uuid4())
     rows, args = [], req.args
     if req.new_row is not None:
@@ -105,11 +101,11 @@ def enqueue(
         task_kwargs=dict(req.kwargs),
         eta=run_at(req.options),
     )
-    db.session.add(job)
     try:
-        db.session.commit()
+        _record(job)
     except sqlalchemy.exc.IntegrityError:
-        # Another request with the same key committed first: answer with its job.
+        # The key is taken: a retry of an earlier request (or a concurrent one that committed
+        # first) is answered with that request's job.
         db.session.rollback()
         existing = _by_key(idempotency_key, digest) if idempotency_key else None
         if existing is None:
@@ -124,7 +120,8 @@ def enqueue(
     except NotSent as exc:
         # Nothing reached the broker, so not a job: remove what was recorded for it.
         db.session.rollback()
-        for row in [job, *reversed(rows)]:
+        db.session.execute(sa.delete(Job).where(Job.id == job.id))
+        for row in reversed(rows):
             db.session.delete(row)
         db.session.commit()
         raise BrokerUnavailable(str(exc)) from exc
@@ -132,6 +129,24 @@ def enqueue(
         db.session.rollback()
         return Enqueued(job, created=True, published=False)
     return Enqueued(job, created=True)
+
+
+def _record(job: Job) -> None:
+    """Commit the job's row (and the rows already flushed with it) in as few round trips as the
+    database allows, keeping `job`'s values loaded: publishing and the answer read them, and a
+    commit would expire them, so that each read would be a SELECT.
+
+    A job without rows of its own is one INSERT, committed by itself (autocommit), unless the
+    request already opened a transaction (a lookup before the enqueue). Raises IntegrityError
+    when the job's `idempotency_key` is taken.
+    """
+    session = db.session()
+    if not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    session.add(job)
+    session.flush()
+    session.expunge(job)
+    session.commit()
 
 
 def run_at(options: dict[str, Any]) -> datetime | None:

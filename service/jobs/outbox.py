@@ -62,19 +62,20 @@ def publish(celery_app: Celery, job: Job) -> None:
 def mark_queued(job_id: str) -> None:
     """`recorded` -> `queued`, in its own commit; a row the worker already moved on stays.
 
+    One UPDATE on a connection of its own, committed by itself (autocommit): one round trip,
+    and the session's rows (the job the caller answers with) are not expired by it.
     Never raises: the message is out, and a row left `recorded` is only published again by the
     relay, which the ledger makes harmless.
     """
     try:
-        db.session.execute(
-            sa.update(Job)
-            .where(Job.id == job_id, Job.state == "recorded")
-            .values(state="queued", queued_at=sa.literal(utcnow(), UTCDateTime()))
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
+        with db.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.state == "recorded")
+                .values(state="queued", queued_at=sa.literal(utcnow(), UTCDateTime()))
+            )
     except Exception:  # noqa: BLE001 - see above
-        db.session.rollback()
         log.warning("published job %s but could not mark it queued", job_id, exc_info=True)
 
 

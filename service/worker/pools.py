@@ -1,24 +1,72 @@
-"""A worker step that refuses, at start, an execution pool that cannot keep the time budget.
+"""A worker step that keeps the time budget whatever pool the worker was started with.
 
-Celery enforces `task_time_limit` and `task_soft_time_limit` only in the prefork pool and in
-gevent's (`service.budget.TIME_LIMITED_POOLS` says why that matters). The leak guard
-(`--max-tasks-per-child`, `--max-memory-per-child`) also exists only in prefork.
+Celery enforces `task_time_limit` in the prefork pool and in gevent's, and
+`task_soft_time_limit` in prefork only: its gevent pool ignores the soft limit. So the step
+
+- refuses, at start, a pool that cannot keep the budget (`service.budget.pool_refusal`), and
+  the leak guard on a pool that has no pool process to replace (`leak_guard_refusal`);
+- runs a gevent worker on `SoftLimitedGeventPool`, Celery's gevent pool plus the soft limit:
+  `SoftTimeLimitExceeded` is raised in the task's greenlet, as prefork raises it in its pool
+  process, and the hard limit then ends the greenlet as Celery's pool does
+  (`TimeLimitExceeded` reported by the main process, the message acknowledged: dead-lettered
+  like a prefork task past its hard limit).
+
+Either limit takes effect where the greenlet yields (a socket, a lock, a sleep): under gevent a
+task that computes, or blocks in a C library that was not made cooperative, holds the whole
+worker until it returns, heartbeat included, so the liveness probe ends the pod instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import bootsteps
+from celery.exceptions import SoftTimeLimitExceeded
 
-from ..budget import pool_name, pool_refusal
+from ..budget import leak_guard_refusal, pool_name, pool_refusal
+
+
+def soft_limited(target: Callable[..., Any], soft_timeout: float) -> Callable[..., Any]:
+    """`target`, run in the calling greenlet under a gevent.Timeout that raises
+    `SoftTimeLimitExceeded` after `soft_timeout` seconds."""
+    from gevent import Timeout
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with Timeout(soft_timeout, SoftTimeLimitExceeded(soft_timeout)):
+            return target(*args, **kwargs)
+
+    return run
+
+
+def _gevent_pool() -> type:
+    from celery.concurrency.gevent import TaskPool
+
+    class SoftLimitedGeventPool(TaskPool):  # type: ignore[misc]
+        """Celery's gevent pool, plus the soft time limit its `on_apply` drops."""
+
+        def on_apply(
+            self, target: Callable[..., Any], *args: Any, soft_timeout: float | None = None,
+            **kwargs: Any,
+        ) -> Any:  # fmt: skip
+            if soft_timeout:
+                target = soft_limited(target, soft_timeout)
+            return super().on_apply(target, *args, **kwargs)
+
+    return SoftLimitedGeventPool
 
 
 class PoolGuard(bootsteps.Step):  # type: ignore[misc]
-    """Worker step: exit at start, naming the pool, when it cannot keep the time budget."""
+    """Worker step: exit at start, naming the pool, when it cannot keep the time budget or the
+    leak guard asked for; a gevent worker gets the soft time limit too."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
-        problem = pool_refusal(pool_name(worker.pool_cls))
+        pool = pool_name(worker.pool_cls)
+        problem = pool_refusal(pool) or leak_guard_refusal(
+            pool, worker.max_tasks_per_child, worker.max_memory_per_child
+        )
         if problem:
             raise SystemExit(f"refusing to start: {problem}")
+        if pool == "gevent":
+            worker.pool_cls = _gevent_pool()
         super().__init__(worker, **kwargs)

@@ -71,6 +71,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                     "queues": ["email"],
                     "concurrency": 8,
                     "profile": "fireAndForget",
+                    # 8 x maxMemoryPerChildMiB (200) + the main process (160) needs 1760 MiB
+                    "resources": {"limits": {"memory": "2Gi"}},
                 },
                 {
                     "name": "slow",

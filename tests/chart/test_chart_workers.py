@@ -250,6 +250,7 @@ def test_group_keys_override_defaults_key_by_key(render):
                         "name": "general",
                         "queues": ALL_QUEUES,
                         "concurrency": 16,
+                        "maxMemoryPerChildMiB": 100,  # 16 x 100 + 160 fits in 2Gi
                         "resources": {"limits": {"memory": "2Gi"}},
                     }
                 ],
@@ -322,7 +323,19 @@ def test_scaledobject_uses_the_broker_database_and_trigger_authentication(render
 
 def test_scaledobject_target_follows_group_concurrency(render):
     docs = render(
-        {"workers": {"groups": [{"name": "general", "queues": ALL_QUEUES, "concurrency": 12}]}}
+        {
+            "workers": {
+                "groups": [
+                    # 12 x maxMemoryPerChildMiB (200) + the main process (160) fits in 3Gi
+                    {
+                        "name": "general",
+                        "queues": ALL_QUEUES,
+                        "concurrency": 12,
+                        "resources": {"limits": {"memory": "3Gi"}},
+                    }
+                ]
+            }
+        }
     )
     so = one(docs, "ScaledObject", WORKER.format("general"))
     assert so["spec"]["advanced"]["scalingModifiers"]["target"] == "12"

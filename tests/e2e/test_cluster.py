@@ -197,7 +197,10 @@ class Cluster:
             pod, self.namespace, container=container, command=["sh", "-c", script],
             stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
         )  # fmt: skip
-        resp.run_forever(timeout=60)
+        resp.run_forever(timeout=120)
+        if resp.is_open():
+            resp.close()
+            raise RuntimeError(f"{pod}/{container}: `{script}` still running after 120 s")
         out, err, code = resp.read_stdout() or "", resp.read_stderr() or "", resp.returncode
         resp.close()
         if code:
@@ -323,6 +326,7 @@ class ReplicaSampler:
     """The worker groups' replica counts, sampled every `interval` seconds in a thread."""
 
     def __init__(self, cluster: Cluster, interval: float = 2.0) -> None:
+        self._cluster = cluster
         self.history: list[dict[str, int]] = [cluster.worker_replicas()]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(cluster, interval), daemon=True)
@@ -336,8 +340,10 @@ class ReplicaSampler:
                 continue
 
     def stop(self) -> list[dict[str, int]]:
+        """Stop sampling; the history ends with a sample taken now."""
         self._stop.set()
         self._thread.join(timeout=30)
+        self.history.append(self._cluster.worker_replicas())
         return self.history
 
 

@@ -152,8 +152,10 @@ def test_export_progress_is_visible_while_it_runs(api: httpx.Client, stack_app: 
 def test_webhook_is_signed_and_delivered(api: httpx.Client, webhook_sink: WebhookSink) -> None:
     # Two endpoints signed at the same moment: the receiver checks the first with its own
     # secret, the second with the first's. Both signatures are fresh, so only the secret can
-    # make the second fail.
-    paths = ("/hooks/signed", "/hooks/signed-elsewhere")
+    # make the second fail. The paths are this run's own: the receiver serves every database's
+    # stack.
+    signed, elsewhere_path = f"/hooks/signed-{uuid4().hex}", f"/hooks/elsewhere-{uuid4().hex}"
+    paths = (signed, elsewhere_path)
     endpoints = [
         api.post("/webhook-endpoints", json={"url": f"{webhook_sink.url}{path}"}).json()
         for path in paths
@@ -175,28 +177,27 @@ def test_webhook_is_signed_and_delivered(api: httpx.Client, webhook_sink: Webhoo
         status = wait_for_job(api, job["status_url"])
         assert status["value"] == {"status": "delivered", "response_status": 200}
 
-    [received] = webhook_sink.received("/hooks/signed")
+    [received] = webhook_sink.received(signed)
     assert received["signature_valid"] is True
     event = json.loads(received["body"])
     assert event["type"] == "invoice.paid" and event["data"] == {"invoice": 42}
     assert received["event_id"] == event["id"]
-    [elsewhere] = webhook_sink.received("/hooks/signed-elsewhere")
+    [elsewhere] = webhook_sink.received(elsewhere_path)
     assert elsewhere["signature_valid"] is False
 
 
 def test_webhook_retries_a_5xx_then_delivers_with_the_same_event_id(
     api: httpx.Client, webhook_sink: WebhookSink
 ) -> None:
-    endpoint = api.post(
-        "/webhook-endpoints", json={"url": f"{webhook_sink.url}/hooks/flaky"}
-    ).json()
-    webhook_sink.secrets["/hooks/flaky"] = endpoint["secret"]
-    webhook_sink.status_script["/hooks/flaky"] = [503]
+    path = f"/hooks/flaky-{uuid4().hex}"  # this run's own: the receiver serves every stack
+    endpoint = api.post("/webhook-endpoints", json={"url": f"{webhook_sink.url}{path}"}).json()
+    webhook_sink.secrets[path] = endpoint["secret"]
+    webhook_sink.status_script[path] = [503]
     job = api.post(
         "/jobs/webhook", json={"endpoint_id": endpoint["id"], "event_type": "x.y", "payload": {}}
     ).json()
     assert wait_for_job(api, job["status_url"], timeout=60)["state"] == "success"
-    calls = webhook_sink.received("/hooks/flaky")
+    calls = webhook_sink.received(path)
     assert [c["answered"] for c in calls] == [503, 200]
     assert calls[0]["event_id"] == calls[1]["event_id"]
 

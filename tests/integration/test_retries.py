@@ -145,7 +145,9 @@ def gaps(calls: list[dict[str, Any]]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-def test_5xx_is_retried_with_growing_delays_then_delivered_once(hooks: Hooks) -> None:
+def test_5xx_is_retried_with_growing_delays_then_delivered_once(
+    hooks: Hooks, record_property: pytest.RecordProperty
+) -> None:
     path = scripted(hooks, [500, 500])
     job = send(hooks, f"{hooks.sink.url}{path}")
     assert finished(hooks, job)["value"] == {"status": "delivered", "response_status": 200}
@@ -155,6 +157,7 @@ def test_5xx_is_retried_with_growing_delays_then_delivered_once(hooks: Hooks) ->
     assert len({c["event_id"] for c in calls}) == 1  # one X-Webhook-Id: receivers can dedupe
     first, second = gaps(calls)
     print(f"500,500,200: gaps {first:.3f}s, {second:.3f}s")
+    record_property("summary", f"500, 500, 200: gaps {first:.2f}s, {second:.2f}s, one event id")
     assert STEPS[0] / 2 <= first <= STEPS[0] + SLACK
     assert STEPS[1] / 2 <= second <= STEPS[1] + SLACK
     # equal jitter: the second delay is at least 0.5 s, the first at most 0.5 s; the 10 %
@@ -164,7 +167,7 @@ def test_5xx_is_retried_with_growing_delays_then_delivered_once(hooks: Hooks) ->
     assert record["status"] == "delivered" and record["attempts"] == 3
 
 
-def test_429_waits_for_retry_after(hooks: Hooks) -> None:
+def test_429_waits_for_retry_after(hooks: Hooks, record_property: pytest.RecordProperty) -> None:
     path = scripted(hooks, [429], retry_after="1")
     job = send(hooks, f"{hooks.sink.url}{path}")
     assert finished(hooks, job)["successful"] is True
@@ -172,6 +175,7 @@ def test_429_waits_for_retry_after(hooks: Hooks) -> None:
     assert [c["answered"] for c in calls] == [429, 200]
     [gap] = gaps(calls)
     print(f"429 Retry-After 1: gap {gap:.3f}s")
+    record_property("summary", f"429 with Retry-After 1, then 200: gap {gap:.2f}s")
     assert 1.0 <= gap <= 1.0 + SLACK  # the computed delay would have been at most 0.5 s
 
 

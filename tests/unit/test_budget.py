@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from service import budget
 
 
@@ -27,3 +29,29 @@ def test_the_message_limit_wins_then_the_task_then_the_worker_then_the_setting()
     assert budget.hard_limit(None, None, 30, 40) == 30
     assert budget.hard_limit(None, None, None, 40) == 40
     assert budget.hard_limit(None, None, None, None) == budget.UNLIMITED_TASK_LIMIT
+
+
+def test_only_pools_that_enforce_both_limits_may_run() -> None:
+    assert budget.pool_refusal("prefork") is None and budget.pool_refusal("gevent") is None
+    for pool in ("threads", "solo", "eventlet"):
+        refusal = budget.pool_refusal(pool)
+        assert refusal is not None and f"worker pool {pool!r} does not enforce" in refusal
+
+
+def test_the_leak_guard_is_refused_where_there_is_no_pool_process_to_replace() -> None:
+    assert budget.leak_guard_refusal("prefork", 1000, 200 * 1024) is None
+    assert budget.leak_guard_refusal("gevent", 0, 0) is None
+    assert budget.leak_guard_refusal("gevent", None, None) is None
+    refusal = budget.leak_guard_refusal("gevent", 1000, 0)
+    assert refusal is not None and "--max-tasks-per-child (1000)" in refusal
+    refusal = budget.leak_guard_refusal("gevent", 0, 150 * 1024)
+    assert refusal is not None and "--max-memory-per-child (153600)" in refusal
+
+
+def test_gevent_is_refused_in_the_settings_where_it_would_come_unpatched() -> None:
+    with pytest.raises(budget.ConfigError, match="worker_pool: 'gevent' must be chosen with"):
+        budget.check({"worker_pool": "gevent", "task_time_limit": 300})
+    with pytest.raises(budget.ConfigError, match="worker_pool: worker pool 'threads'"):
+        budget.check({"worker_pool": "threads", "task_time_limit": 300})
+    budget.check({"worker_pool": "prefork", "task_time_limit": 300})
+    budget.check({"task_time_limit": 300})

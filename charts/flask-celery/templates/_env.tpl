@@ -43,16 +43,35 @@ database.existingSecret, a user-provided Secret.
     secretKeyRef:
       name: {{ include "flask-celery.secrets.appSecretName" .ctx }}
       key: {{ ternary $v.app.existingSecretKey "secret-key" (ne $v.app.existingSecret "") }}
-- name: FLASK_CELERY__BROKER_URL
+{{- range $setting, $key := dict "FLASK_CELERY__BROKER_URL" "brokerUrl" "FLASK_CELERY__RESULT_BACKEND" "resultBackend" }}
+- name: {{ $setting }}
+{{- $secretKey := include "flask-celery.redis.secretKey" (dict "ctx" $.ctx "key" $key) }}
+{{- if $secretKey }}
   valueFrom:
     secretKeyRef:
-      name: {{ include "flask-celery.redis.secretName" .ctx }}
-      key: {{ include "flask-celery.redis.secretKey" (dict "ctx" .ctx "key" "brokerUrl") }}
-- name: FLASK_CELERY__RESULT_BACKEND
+      name: {{ include "flask-celery.redis.secretName" $.ctx }}
+      key: {{ $secretKey }}
+{{- else }}
+  value: {{ include "flask-celery.redis.externalUrl" (dict "ctx" $.ctx "database" (ternary $v.redis.brokerDatabase $v.redis.resultDatabase (eq $key "brokerUrl"))) | quote }}
+{{- end }}
+{{- end }}
+{{- if not $v.redis.enabled }}
+{{- with $v.externalRedis.username }}
+- name: FLASK_REDIS_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if $v.externalRedis.passwordKey }}
+- name: FLASK_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "flask-celery.redis.secretName" .ctx }}
-      key: {{ include "flask-celery.redis.secretKey" (dict "ctx" .ctx "key" "resultBackend") }}
+      name: {{ $v.externalRedis.existingSecret }}
+      key: {{ $v.externalRedis.passwordKey }}
+{{- end }}
+{{- if $v.externalRedis.tls }}
+- name: FLASK_REDIS_REQUIRE_TLS
+  value: "true"
+{{- end }}
+{{- end }}
 {{- if $v.smtp.host }}
 - name: FLASK_SMTP_HOST
   value: {{ $v.smtp.host | quote }}
@@ -109,6 +128,10 @@ fireAndForget acknowledges on receipt and loses it.
   value: {{ toJson $retry.backoffBaseSeconds | quote }}
 - name: FLASK_RETRY_BACKOFF_MAX
   value: {{ toJson $retry.backoffMaxSeconds | quote }}
+{{- if .ctx.Values.keda.enabled }}
+- name: FLASK_KEDA_DATABASE_INDEX
+  value: {{ .ctx.Values.redis.brokerDatabase | int | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -140,7 +163,7 @@ not listed keeps the system's CAs (each setting replaces them, it does not add t
 {{- define "flask-celery.env.caFiles" -}}
 {{- $ca := .Values.caBundle }}
 {{- if or $ca.configMap $ca.secret }}
-{{- range $connection, $setting := dict "smtp" "FLASK_SMTP_CA_FILE" "webhooks" "FLASK_WEBHOOK_CA_FILE" "jwt" "FLASK_AUTH_JWT_CA_FILE" }}
+{{- range $connection, $setting := dict "smtp" "FLASK_SMTP_CA_FILE" "webhooks" "FLASK_WEBHOOK_CA_FILE" "jwt" "FLASK_AUTH_JWT_CA_FILE" "redis" "FLASK_REDIS_CA_FILE" }}
 {{- if has $connection $ca.verifies }}
 - name: {{ $setting }}
   value: {{ include "flask-celery.volumes.caFile" $ }}

@@ -54,19 +54,50 @@ Redis address as the KEDA operator sees it, from its own namespace.
 {{- end }}
 
 {{/*
-A Kubernetes memory quantity (512Mi, 1Gi, 1.5G, 1000000) in bytes, as an integer.
-{{ include "flask-celery.redis.quantityBytes" "1Gi" }}
+"true" when the app verifies the external Redis against caBundle (caBundle.verifies lists
+redis); KEDA then verifies it against the same bundle.
+{{ include "flask-celery.redis.privateCa" . }}
+*/}}
+{{- define "flask-celery.redis.privateCa" -}}
+{{- if and (eq (include "flask-celery.redis.tls" .) "true") (has "redis" .Values.caBundle.verifies) }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{/*
+"true" when KEDA's redis triggers authenticate through the TriggerAuthentication: a password,
+an ACL user, or TLS verified against the private CA.
+{{ include "flask-celery.redis.kedaAuth" . }}
+*/}}
+{{- define "flask-celery.redis.kedaAuth" -}}
+{{- $user := and (not .Values.redis.enabled) .Values.externalRedis.username }}
+{{- if or (eq (include "flask-celery.redis.hasPassword" .) "true") $user (eq (include "flask-celery.redis.privateCa" .) "true") }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{/*
+A URL the chart builds for the external Redis, when its key (externalRedis.brokerUrlKey or
+externalRedis.resultBackendKey) is empty: no credentials (the app adds FLASK_REDIS_USERNAME and
+FLASK_REDIS_PASSWORD, escaped), rediss:// with externalRedis.tls.
+{{ include "flask-celery.redis.externalUrl" (dict "ctx" $ "database" 0) }}
+*/}}
+{{- define "flask-celery.redis.externalUrl" -}}
+{{- $r := .ctx.Values.externalRedis }}
+{{- printf "%s://%s:%d/%d" (ternary "rediss" "redis" (eq (include "flask-celery.redis.tls" .ctx) "true")) $r.host ($r.port | int) (.database | int) }}
+{{- end }}
+
+{{/*
+A Kubernetes memory quantity (512Mi, 1Gi, 1.5G, 1000000) in bytes, as an integer; `path` names
+the value in the message of a quantity this chart cannot read.
+{{ include "flask-celery.redis.quantityBytes" (dict "quantity" "1Gi" "path" "redis.resources.limits.memory") }}
 */}}
 {{- define "flask-celery.redis.quantityBytes" -}}
-{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
-{{- . | int64 }}
+{{- if or (kindIs "float64" .quantity) (kindIs "int64" .quantity) (kindIs "int" .quantity) }}
+{{- .quantity | int64 }}
 {{- else }}
-{{- $q := toString . }}
+{{- $q := toString .quantity }}
 {{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
 {{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
 {{- $suffix := trimPrefix $number $q }}
 {{- if or (not $number) (not (hasKey $units $suffix)) }}
-{{- fail (printf "redis.resources.limits.memory: %q is not a memory quantity this chart reads (a number with one of the suffixes k, M, G, T, Ki, Mi, Gi, Ti, or none)" $q) }}
+{{- fail (printf "%s: %q is not a memory quantity this chart reads (a number with one of the suffixes k, M, G, T, Ki, Mi, Gi, Ti, or none)" .path $q) }}
 {{- end }}
 {{- mulf ($number | float64) (get $units $suffix) | int64 }}
 {{- end }}
@@ -84,7 +115,7 @@ OOM-kills Redis; empty when neither is set.
 {{- if $r.maxmemory }}
 {{- $r.maxmemory }}
 {{- else if $limit }}
-{{- div (mul (include "flask-celery.redis.quantityBytes" $limit | int64) ($r.maxmemoryPercent | int64)) 100 }}
+{{- div (mul (include "flask-celery.redis.quantityBytes" (dict "quantity" $limit "path" "redis.resources.limits.memory") | int64) ($r.maxmemoryPercent | int64)) 100 }}
 {{- end }}
 {{- end }}
 

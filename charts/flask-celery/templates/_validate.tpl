@@ -13,6 +13,7 @@ Render nothing, or fail listing every violated rule.
 {{- $messages = append $messages (include "flask-celery.validate.workerGroups" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.queues" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.timeBudget" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.workerMemory" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.retry" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.autoscaling" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.beatLock" .) }}
@@ -127,6 +128,33 @@ cooldownPeriod longer than the grace period.
 {{- end }}
 {{- if and $.Values.keda.enabled (le ($g.keda.cooldownPeriod | int) $grace) }}
 {{- $out = append $out (printf "%s (%s): keda.cooldownPeriod (%d) must be greater than terminationGracePeriodSeconds (%d), so a group is not scaled to zero while a pod is still shutting down; raise %s.keda.cooldownPeriod (or unset it to get the grace period + 60)." $p $group.name ($g.keda.cooldownPeriod | int) $grace $p) }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Worker memory, per group: the leak guard replaces a pool process only after its memory crossed
+maxMemoryPerChildMiB, so concurrency x maxMemoryPerChildMiB + mainProcessMemoryMiB must fit the
+memory limit, or the kernel OOM-kills the pod (every running task with it) before the guard acts.
+Skipped for a group with no memory limit or no memory cap.
+{{ include "flask-celery.validate.workerMemory" . }}
+*/}}
+{{- define "flask-celery.validate.workerMemory" -}}
+{{- $out := list }}
+{{- range $i, $group := .Values.workers.groups }}
+{{- $g := include "flask-celery.workers.settings" (dict "ctx" $ "group" $group) | fromYaml }}
+{{- $p := printf "workers.groups[%d]" $i }}
+{{- $limit := dig "limits" "memory" "" ($g.resources | default dict) }}
+{{- $child := $g.maxMemoryPerChildMiB | int }}
+{{- if and $limit (gt $child 0) }}
+{{- $limitMiB := div (include "flask-celery.redis.quantityBytes" (dict "quantity" $limit "path" (printf "%s.resources.limits.memory" $p)) | int64) 1048576 }}
+{{- $n := $g.concurrency | int }}
+{{- $main := $g.mainProcessMemoryMiB | int }}
+{{- $need := add (mul $n $child) $main }}
+{{- if gt $need $limitMiB }}
+{{- $out = append $out (printf "%s (%s): concurrency (%d) x maxMemoryPerChildMiB (%d) + mainProcessMemoryMiB (%d) = %d MiB exceeds resources.limits.memory (%v = %d MiB), so the kernel OOM-kills the pod, and every task running in it, before the leak guard replaces a pool process; lower %s.maxMemoryPerChildMiB to at most %d, or %s.concurrency, or raise %s.resources.limits.memory to at least %dMi (or workers.defaults.*)." $p $group.name $n $child $main $need $limit $limitMiB $p (max 0 (div (sub $limitMiB $main) $n)) $p $p $need) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- join "\n" $out }}
@@ -259,17 +287,58 @@ bundle would have nothing to verify against.
 {{- end }}
 
 {{/*
-Redis: an external Redis needs its Secret and host; broker and results use different databases.
+Redis: an external Redis needs its Secret and host; broker and results use different databases;
+a CA for Redis needs a Redis that speaks TLS, and a Secret when KEDA reads it; the database KEDA
+counts is the one a broker URL set in extraEnv selects (workers check URLs from Secrets when
+they start).
 {{ include "flask-celery.validate.redis" . }}
 */}}
 {{- define "flask-celery.validate.redis" -}}
 {{- $out := list }}
+{{- $r := .Values.externalRedis }}
 {{- if not .Values.redis.enabled }}
-{{- if not .Values.externalRedis.existingSecret }}
-{{- $out = append $out "redis.enabled=false needs externalRedis.existingSecret: a Secret holding the broker and result backend URLs (keys externalRedis.brokerUrlKey, externalRedis.resultBackendKey)." }}
+{{- if and (not $r.existingSecret) (or $r.brokerUrlKey $r.resultBackendKey $r.passwordKey) }}
+{{- $out = append $out "redis.enabled=false needs externalRedis.existingSecret: a Secret holding the password (key externalRedis.passwordKey) and the URLs whose keys are set (externalRedis.brokerUrlKey, externalRedis.resultBackendKey; empty keys: the chart builds the URL)." }}
 {{- end }}
-{{- if and .Values.keda.enabled (not .Values.externalRedis.host) }}
+{{- if and .Values.keda.enabled (not $r.host) }}
 {{- $out = append $out "redis.enabled=false with keda.enabled=true needs externalRedis.host (and externalRedis.port): KEDA reads the queue lengths from it." }}
+{{- else if and (not $r.host) (or (not $r.brokerUrlKey) (not $r.resultBackendKey)) }}
+{{- $out = append $out "externalRedis.host is empty but the chart builds a Redis URL from it (externalRedis.brokerUrlKey or externalRedis.resultBackendKey is empty); set externalRedis.host, or the keys of URLs in externalRedis.existingSecret." }}
+{{- end }}
+{{- end }}
+{{- if has "redis" .Values.caBundle.verifies }}
+{{- if .Values.redis.enabled }}
+{{- $out = append $out "caBundle.verifies lists redis, but the bundled Redis (redis.enabled=true) speaks no TLS and the app refuses a CA for a plain redis:// URL; remove redis from caBundle.verifies." }}
+{{- else if not $r.tls }}
+{{- $out = append $out "caBundle.verifies lists redis, but externalRedis.tls is false, so the app would refuse to start (a CA for a plain redis:// URL); set externalRedis.tls=true for a Redis that speaks TLS, or remove redis from caBundle.verifies." }}
+{{- else if and .Values.keda.enabled .Values.caBundle.configMap }}
+{{- $out = append $out (printf "caBundle.verifies lists redis with keda.enabled=true, but KEDA reads the CA of its TriggerAuthentication from a Secret only and the bundle is in ConfigMap %q; put it in a Secret and set caBundle.secret instead of caBundle.configMap (same key, caBundle.key)." .Values.caBundle.configMap) }}
+{{- end }}
+{{- end }}
+{{- if .Values.keda.enabled }}
+{{- $keda := .Values.redis.brokerDatabase | int }}
+{{- range $i, $group := .Values.workers.groups }}
+{{- $g := include "flask-celery.workers.settings" (dict "ctx" $ "group" $group) | fromYaml }}
+{{- $url := "" }}
+{{- $source := "" }}
+{{- range $where, $env := dict "app.extraEnv" ($.Values.app.extraEnv | default list) "extraEnv" ($g.extraEnv | default list) }}
+{{- range $env }}
+{{- if and (eq .name "FLASK_CELERY__BROKER_URL") (hasKey . "value") }}
+{{- $url = .value }}
+{{- $source = $where }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $m := regexFindAll "^rediss?://[^/?#]*(/[0-9]*)?" $url 1 }}
+{{- if $m }}
+{{- $path := trimPrefix "/" (regexFind "/[0-9]*$" (index $m 0)) }}
+{{- $db := ternary ($path | int) 0 (ne $path "") }}
+{{- if ne $db $keda }}
+{{- $p := printf "workers.groups[%d]" $i }}
+{{- $where := ternary "app.extraEnv" (printf "%s.extraEnv (or workers.defaults.extraEnv)" $p) (eq $source "app.extraEnv") }}
+{{- $out = append $out (printf "%s (%s): FLASK_CELERY__BROKER_URL in %s selects Redis database %d, but KEDA counts the group's queues in redis.brokerDatabase (%d), so it would scale on queues the workers never consume (and they refuse to start); end that URL with /%d, or set redis.brokerDatabase=%d." $p $group.name $where $db $keda $keda $db) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if eq (.Values.redis.brokerDatabase | int) (.Values.redis.resultDatabase | int) }}

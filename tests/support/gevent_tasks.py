@@ -1,0 +1,68 @@
+"""Tasks for the gevent worker's tests (tests/integration/test_worker_gevent.py), loaded into
+that worker with `--include tests.support.gevent_tasks`.
+
+Each notes what it saw in a Redis list on the broker (`SEEN`), one "<what> <n> ..." entry per
+event, so the test reads what happened inside the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from ipaddress import ip_address
+from uuid import uuid4
+
+import redis
+from celery import current_app as current_celery
+from celery.exceptions import SoftTimeLimitExceeded
+
+from service.data.db import db
+from service.data.models import User
+from service.outbound.egress import Destination
+from service.outbound.http import post
+from service.outbound.mail import send_mail
+from service.reliability.task import job_task
+
+SEEN = "tests:gevent:seen"
+
+
+def note(*words: object) -> None:
+    """RPUSH `words` to `SEEN` on the broker's Redis."""
+    client = redis.Redis.from_url(str(current_celery.conf.broker_url))
+    client.rpush(SEEN, " ".join(str(w) for w in words))
+    client.close()
+
+
+@job_task("tests.gevent.row_then_hang", key=lambda n, hold: f"hang:{n}", store_result=False)
+def row_then_hang(n: int, hold: float) -> None:
+    """Flush a User row for `n`, then hold through the soft limit (noting it) into the hard one:
+    the row must never be committed, the task never run again."""
+    note("start", n)
+    db.session.add(User(email=f"hang-{n}-{uuid4().hex[:8]}@example.com", name=f"hang {n}"))
+    db.session.flush()
+    try:
+        time.sleep(hold)
+    except SoftTimeLimitExceeded:
+        note("soft", n)
+        time.sleep(hold)
+    note("returned", n)
+
+
+@job_task("tests.gevent.call_out", key=lambda n, port: f"call-out:{n}", store_result=False)
+def call_out(n: int, port: int) -> None:
+    """POST to the receiver on loopback through the webhook transport (pinned httpx/httpcore),
+    send a mail (smtplib), then create the User row of `n` in the task's session."""
+    destination = Destination(
+        url=f"http://127.0.0.1:{port}/hooks/{n}",
+        scheme="http",
+        host="127.0.0.1",
+        port=port,
+        addresses=(ip_address("127.0.0.1"),),
+    )
+    status = post(destination, b"{}", {"Content-Type": "application/json"}, 10.0, 4096)
+    send_mail("ada@example.com", f"call-out {n}", "body", f"<call-out-{n}@example.com>")
+    db.session.add(User(email=f"call-{n}-{uuid4().hex[:8]}@example.com", name=f"call {n}"))
+    waiting = sys.modules.get("psycopg.waiting")
+    wait = getattr(getattr(waiting, "wait", None), "__name__", "-")
+    note("done", n, status, os.getpid(), wait)

@@ -18,7 +18,6 @@ Writes the samples to `bench/plots/scaling.csv` and the picture to `bench/plots/
 from __future__ import annotations
 
 import csv
-import math
 import os
 import subprocess
 import threading
@@ -123,7 +122,7 @@ def plot(rows: list[dict[str, float]], path: Path, title: str, max_workers: int)
     import matplotlib.pyplot as plt
 
     t = [r["seconds"] for r in rows]
-    fig, jobs = plt.subplots(figsize=(9, 4.8), dpi=110)
+    fig, jobs = plt.subplots(figsize=(9, 5.4), dpi=110)
     jobs.plot(t, [r["metric"] for r in rows], label="KEDA metric (waiting + in flight)", lw=2)
     jobs.plot(t, [r["waiting"] for r in rows], label="waiting (queue lists)", ls="--")
     jobs.plot(t, [r["in_flight"] for r in rows], label="in flight (in-flight sets)", ls=":")
@@ -144,12 +143,28 @@ def plot(rows: list[dict[str, float]], path: Path, title: str, max_workers: int)
     workers.set_ylim(0, max_workers + 1)
     lines = jobs.get_legend_handles_labels()
     more = workers.get_legend_handles_labels()
-    jobs.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right", fontsize=8)
+    jobs.legend(
+        lines[0] + more[0],
+        lines[1] + more[1],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=3,
+        fontsize=8,
+    )
     jobs.set_title(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def drain_rate(rows: list[dict[str, float]], ready: int) -> float | None:
+    """Jobs per second the metric fell by while `ready` workers consumed (None: too short)."""
+    phase = [r for r in rows if r["ready"] == ready and r["metric"] > 0]
+    if len(phase) < 2 or phase[-1]["seconds"] <= phase[0]["seconds"]:
+        return None
+    fell = phase[0]["metric"] - phase[-1]["metric"]
+    return fell / (phase[-1]["seconds"] - phase[0]["seconds"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
         n: next((r["seconds"] for r in rows if r["ready"] >= n), None)
         for n in range(1, args.max_workers + 1)
     }
-    alone = args.jobs * args.task_seconds / CONCURRENCY
+    most = max(r["ready"] for r in rows)
+    rates = {str(n): drain_rate(rows, n) for n in sorted({1, most})}
+    by_workers = ", ".join(f"{n} {'n/a' if r is None else f'{r:.1f}'}" for n, r in rates.items())
     plots.mkdir(parents=True, exist_ok=True)
     with (plots / "scaling.csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
@@ -229,12 +246,12 @@ def main(argv: list[str] | None = None) -> None:
         f"per worker, 1..{args.max_workers} workers, decisions every {args.poll:g} s"
     )
     plot(rows, plots / "scaling.png", title, args.max_workers)
-    most = max(r["ready"] for r in rows)
     summary = (
         f"scaling: {args.jobs:,} jobs of {args.task_seconds:g} s on the {GROUP} group (target "
         f"{target:g} per worker): metric peaked at {peak:,.0f}, asked for {args.max_workers} "
         f"workers at {first_desired[args.max_workers]} s, {most} consuming from "
-        f"{first_ready[most]} s, drained in {drained:.1f} s (one worker alone: ~{alone:.0f} s)"
+        f"{first_ready[most]} s, drained in {drained:.1f} s; jobs/s by workers consuming: "
+        f"{by_workers}"
     )
     records = {
         "jobs": args.jobs,
@@ -245,8 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_workers": args.max_workers,
         "peak_metric": peak,
         "drained_seconds": drained,
-        "one_worker_seconds": alone,
-        "speedup": alone / drained if drained else math.nan,
+        "jobs_per_second_by_workers": rates,
         "first_desired_seconds": {str(k): v for k, v in first_desired.items()},
         "first_ready_seconds": {str(k): v for k, v in first_ready.items()},
         "samples": len(rows),

@@ -247,7 +247,7 @@ def test_internet_egress_names_existing_groups(helm):
         ({"web": {"workers": "two"}}, "got string, want integer"),
         (
             {"workers": {"defaults": {"pool": "threads"}}},
-            "value must be 'prefork'",
+            "value must be one of 'prefork', 'gevent'",
         ),
         ({"workers": {"defaults": {"concurrency": 0}}}, "minimum: got 0, want 1"),
         (

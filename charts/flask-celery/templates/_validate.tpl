@@ -14,6 +14,7 @@ Render nothing, or fail listing every violated rule.
 {{- $messages = append $messages (include "flask-celery.validate.queues" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.timeBudget" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.workerMemory" .) }}
+{{- $messages = append $messages (include "flask-celery.validate.pool" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.retry" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.autoscaling" .) }}
 {{- $messages = append $messages (include "flask-celery.validate.beatLock" .) }}
@@ -155,6 +156,24 @@ Skipped for a group with no memory limit or no memory cap.
 {{- if gt $need $limitMiB }}
 {{- $out = append $out (printf "%s (%s): concurrency (%d) x maxMemoryPerChildMiB (%d) + mainProcessMemoryMiB (%d) = %d MiB exceeds resources.limits.memory (%v = %d MiB), so the kernel OOM-kills the pod, and every task running in it, before the leak guard replaces a pool process; lower %s.maxMemoryPerChildMiB to at most %d, or %s.concurrency, or raise %s.resources.limits.memory to at least %dMi (or workers.defaults.*)." $p $group.name $n $child $main $need $limit $limitMiB $p (max 0 (div (sub $limitMiB $main) $n)) $p $p $need) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- join "\n" $out }}
+{{- end }}
+
+{{/*
+Pools, per group: gevent runs every task in the worker's one process, so there is no pool
+process for the leak guard to replace; Celery would ignore its flags. Refuse them rather than
+render a guard that does nothing.
+{{ include "flask-celery.validate.pool" . }}
+*/}}
+{{- define "flask-celery.validate.pool" -}}
+{{- $out := list }}
+{{- range $i, $group := .Values.workers.groups }}
+{{- $g := include "flask-celery.workers.settings" (dict "ctx" $ "group" $group) | fromYaml }}
+{{- $p := printf "workers.groups[%d]" $i }}
+{{- if and (eq $g.pool "gevent") (or (gt ($g.maxTasksPerChild | int) 0) (gt ($g.maxMemoryPerChildMiB | int) 0)) }}
+{{- $out = append $out (printf "%s (%s): pool gevent runs every task in one process, which has no pool process to replace, so maxTasksPerChild (%d) and maxMemoryPerChildMiB (%d) would do nothing; set %s.maxTasksPerChild and %s.maxMemoryPerChildMiB to 0 (resources.limits.memory guards the pod), or use pool prefork." $p $group.name ($g.maxTasksPerChild | int) ($g.maxMemoryPerChildMiB | int) $p $p) }}
 {{- end }}
 {{- end }}
 {{- join "\n" $out }}

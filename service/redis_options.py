@@ -117,6 +117,12 @@ class RedisAccess:
         names where it came from in the messages."""
         parts = urlsplit(url)
         self._check_tls(parts.scheme, parts.query, variable)
+        # the one ssl_* option allowed, kept out of the URL: kombu would let the URL's TLS
+        # options replace broker_use_ssl, CA file and all
+        query = "&".join(i for i in parts.query.split("&") if not i.startswith("ssl_cert_reqs="))
+        if query != parts.query:
+            parts = parts._replace(query=query)
+            url = urlunsplit(parts)
         if self.username is None and self.password is None:
             return url
         user = unquote(parts.username) if parts.username else None

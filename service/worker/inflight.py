@@ -56,13 +56,9 @@ def _queue_of(delivery_info: dict[str, Any] | None) -> str | None:
 def track(app: Celery, queue: str, task_id: str, deadline: float) -> None:
     """Count `task_id` as in flight on `queue` until it ends or `deadline` passes."""
     client = broker_client(app)
-    if client is None:
-        return
-    key = inflight_key(queue)
-    pipe = client.pipeline(transaction=False)
-    pipe.zadd(key, {task_id: deadline})
-    pipe.zremrangebyscore(key, "-inf", time.time())
-    pipe.execute()
+    if client is not None:
+        # one command on the main process' path; expired entries are the heartbeat's (`prune`)
+        client.zadd(inflight_key(queue), {task_id: deadline})
 
 
 def untrack(app: Celery, queue: str, task_id: str) -> None:

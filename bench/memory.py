@@ -169,6 +169,27 @@ def main(argv: list[str] | None = None) -> None:
             for proc in procs.values():
                 stop(proc)
 
+    records["table"] = {
+        "columns": [
+            "process",
+            "count",
+            "RSS idle, MiB",
+            "RSS after load, MiB",
+            "PSS after load, MiB",
+        ],
+        "rows": [
+            [
+                role,
+                records["loaded"][role]["processes"],
+                f"{records['idle'][role]['rss_kib'] / 1024:.0f}",
+                f"{records['loaded'][role]['rss_kib'] / 1024:.0f}",
+                f"{records['loaded'][role]['pss_kib'] / 1024:.0f}",
+            ]
+            for role in records["idle"]
+            if role != "total"
+        ],
+    }
+
     def mib(phase: str, role: str) -> str:
         figure = records[phase][role]
         return spread([v / 1024 for v in figure["rss_kib_values"]], ".0f")

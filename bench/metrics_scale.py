@@ -207,6 +207,14 @@ def main(argv: list[str] | None = None) -> None:
         "fresh_over_empty": summary_of(ratios(times["fresh"], times["empty"])),
         "history_over_empty": summary_of(ratios(times["history"], times["empty"])),
     }
+    records["table"] = {
+        "columns": ["worker", "scrape, ms", "bytes", "series", "files", "pool processes"],
+        "rows": [
+            [v, spread(times[v], ".1f"), f"{records[v]['bytes']:,}", records[v]["series"],
+             records[v]["files"], records[v]["processes"]]
+            for v in QUEUES
+        ],
+    }  # fmt: skip
     h = records["history"]
     summary = (
         f"metrics_scale: /metrics scrape after {args.tasks:,} tasks over {args.names} names and "

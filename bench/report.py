@@ -214,6 +214,14 @@ def results_block(results: dict[str, dict[str, Any]]) -> str:
         quick = " (quick run: a smoke test, not a measurement)" if r.get("quick") else ""
         lines += [f"### {r['name']}", "", f"`{r['command']}`, {r['taken']}{quick}", ""]
         lines += [f"> {r['summary']}", ""]
+        table = r["records"].get("table") if isinstance(r.get("records"), dict) else None
+        if table:
+            lines += [
+                "| " + " | ".join(table["columns"]) + " |",
+                "|" + "---|" * len(table["columns"]),
+                *("| " + " | ".join(str(c) for c in row) + " |" for row in table["rows"]),
+                "",
+            ]
         for plot in plots_of(r):
             lines += [f"![{r['name']}]({plot})", ""]
     return "\n".join(lines).rstrip()

@@ -158,6 +158,10 @@ def plot(rows: list[dict[str, float]], path: Path, title: str, max_workers: int)
     plt.close(fig)
 
 
+def seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
+
+
 def drain_rate(rows: list[dict[str, float]], ready: int) -> float | None:
     """Jobs per second the metric fell by while `ready` workers consumed (None: too short)."""
     phase = [r for r in rows if r["ready"] == ready and r["metric"] > 0]
@@ -249,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = (
         f"scaling: {args.jobs:,} jobs of {args.task_seconds:g} s on the {GROUP} group (target "
         f"{target:g} per worker): metric peaked at {peak:,.0f}, asked for {args.max_workers} "
-        f"workers at {first_desired[args.max_workers]} s, {most} consuming from "
-        f"{first_ready[most]} s, drained in {drained:.1f} s; jobs/s by workers consuming: "
+        f"workers at {seconds(first_desired[args.max_workers])}, {most} consuming from "
+        f"{seconds(first_ready[most])}, drained in {drained:.1f} s; jobs/s by workers consuming: "
         f"{by_workers}"
     )
     records = {

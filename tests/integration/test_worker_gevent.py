@@ -10,6 +10,8 @@ A real `celery worker --pool gevent` on a real redis-server:
   with psycopg on its cooperative wait: each effect once;
 
 both on PostgreSQL, the chart's database;
+- a task that computes without yielding holds the whole worker, heartbeat included, so the
+  liveness probe fails while it runs (what the chart README says of gevent);
 - the leak guard, which gevent does not have, is refused at start.
 """
 
@@ -177,6 +179,25 @@ def test_io_bound_tasks_wait_together_in_one_process_on_postgresql(
         stack.close()
         sink.stop()
         receiver.close()
+
+
+def test_a_task_that_never_yields_holds_the_worker_until_the_liveness_probe_fails(
+    tmp_path: Path,
+) -> None:
+    stack = Stack.start(tmp_path, env=LIMITS)
+    try:
+        gevent_worker(stack, "w", concurrency=4)
+        probe = [str(BIN / "python"), "-m", "service.worker.probes", "worker", "--max-age", "7"]
+        assert subprocess.run(probe, env=stack.env, capture_output=True).returncode == 0
+        stack.celery.send_task("tests.gevent.compute", args=(15.0,))
+        # the heartbeat is touched every 5 s by a greenlet, which no longer gets to run
+        wait_until(
+            lambda: subprocess.run(probe, env=stack.env, capture_output=True).returncode != 0,
+            timeout=30,
+            what="the liveness probe failing",
+        )
+    finally:
+        stack.close()
 
 
 def test_a_gevent_worker_refuses_the_leak_guard_it_does_not_have(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from uuid import uuid4
 
 import redis
 from celery import current_app as current_celery
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from service.data.db import db
@@ -66,3 +67,11 @@ def call_out(n: int, port: int) -> None:
     waiting = sys.modules.get("psycopg.waiting")
     wait = getattr(getattr(waiting, "wait", None), "__name__", "-")
     note("done", n, status, os.getpid(), wait)
+
+
+@shared_task(name="tests.gevent.compute")
+def compute(seconds: float) -> None:
+    """Compute for `seconds` without ever yielding to another greenlet."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass

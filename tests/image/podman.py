@@ -73,9 +73,28 @@ def podman(
     return out
 
 
-def build_image(tag: str) -> float:
-    """Build the Dockerfile as `tag` on the local base image (cached); return the seconds taken.
-    Skips, naming the command to run, where podman or the base image cannot be had."""
+def build_context(dest: Path) -> Path:
+    """A snapshot of what the build sees (the Dockerfile, .dockerignore and the paths it lets
+    through), so that two builds see the same tree and podman does not walk the whole
+    repository with its virtualenvs."""
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    for name in [
+        "Dockerfile",
+        ".dockerignore",
+        *(x[1:].rstrip("/") for x in ignore if x[:1] == "!"),
+    ]:
+        src, dst = ROOT / name, dest / name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    return dest
+
+
+def build_image(tag: str, context: Path) -> tuple[float, str]:
+    """Build `context` (see build_context) as `tag` on the local base image with podman's layer
+    cache; return the seconds taken and podman's output. Skips, naming the command to run,
+    where podman or the base image cannot be had."""
     if not shutil.which("podman"):
         pytest.skip(
             "podman is not installed: run `sudo bash scripts/ensure-podman.sh` "
@@ -92,8 +111,8 @@ def build_image(tag: str) -> float:
     if Path(CA_BUNDLE).exists():  # a TLS-intercepting proxy's CA, when the machine has one
         build += ["--secret", f"id=ca,src={CA_BUNDLE}"]
     started = time.monotonic()
-    podman(*build, str(ROOT), timeout=1800)
-    return time.monotonic() - started
+    out = podman(*build, str(context), timeout=1800)
+    return time.monotonic() - started, out.stdout + out.stderr
 
 
 def quantity(value: str) -> float:
@@ -252,15 +271,25 @@ class PodmanPod:
         local = LocalContainer(self.pod, self.container, [], {}, self.ports, here, here)
         return local.probe(kind)
 
-    def wait_ready(self, timeout: float = 120) -> None:
-        """Poll the startup probe (else readiness) until it passes; fail if the container exits."""
+    def wait_ready(self) -> float:
+        """Poll the startup probe (else readiness) until it passes, for as long as the kubelet
+        would before it restarts the container; fail at once if the container exits. Returns
+        the seconds it took."""
         kind = next(k for k in ("startup", "readiness") if f"{k}Probe" in self.container)
+        probe = self.container[f"{kind}Probe"]
+        budget = probe.get("initialDelaySeconds", 0)
+        budget += probe.get("failureThreshold", 3) * probe.get("periodSeconds", 10)
+        started = time.monotonic()
 
-        def ready() -> bool:
-            assert self.alive(), f"{self.name} exited: {self.logs()}"
-            return self.probe(kind)[0]
+        def ready() -> str | None:
+            if not self.alive():
+                return "exited"
+            return "ready" if self.probe(kind)[0] else None
 
-        wait_until(ready, timeout=timeout, what=f"{self.name} {kind} probe", interval=0.5)
+        what = f"{self.name} {kind} probe"
+        outcome = wait_until(ready, timeout=budget, what=what, interval=0.5)
+        assert outcome == "ready", f"{self.name} exited: {self.logs()}"
+        return time.monotonic() - started
 
     def wait_exit(self, timeout: float) -> int:
         """The container's exit code, once it has exited (within `timeout` seconds)."""

@@ -55,9 +55,11 @@ def test_image_exposes_the_contract_ports() -> None:
 
 
 def image_env() -> dict[str, str]:
-    """The variables the final stage's ENV sets."""
-    final = DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1].replace("\\\n", " ")
-    pairs = [p for line in re.findall(r"^ENV (.+)$", final, re.MULTILINE) for p in line.split()]
+    """The variables the image's ENV sets: the final image is the `runtime` stage with the
+    service added, so every ENV from that stage on."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    runtime = text[text.index(" AS runtime\n") :]
+    pairs = [p for line in re.findall(r"^ENV (.+)$", runtime, re.M) for p in line.split()]
     return dict(pair.split("=", 1) for pair in pairs)
 
 

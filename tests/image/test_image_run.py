@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ from harness.processes import wait_until
 from harness.redis_server import RedisServer
 from harness.stack import INCLUDE_TEST_TASKS, celery_client
 from harness.tasks import EXECUTIONS
-from tests.image.podman import TEST_MOUNTS, PodmanPod, build_image, podman
+from tests.image.podman import TEST_MOUNTS, PodmanPod, build_context, build_image, podman
 from tests.support.api import new_user, wait_for_job
 from tests.support.chart import NAME, ROOT, TEST_API_KEYS, by_kind, container, one, process_helm
 from tests.support.chart import render as render_chart
@@ -56,10 +57,15 @@ def docs() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def image(docs: list[dict[str, Any]]) -> Iterator[str]:
+def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_context(tmp_path_factory.mktemp("image-context"))
+
+
+@pytest.fixture(scope="module")
+def image(docs: list[dict[str, Any]], context: Path) -> Iterator[str]:
     """The chart's image reference, built from this tree under that name."""
     tag = container(one(docs, "Deployment", ROLES["web"]))["image"]
-    FIGURES["build_seconds"] = round(build_image(tag), 1)
+    FIGURES["build_s"] = round(build_image(tag, context)[0], 1)
     size = podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip()
     FIGURES["image_mb"] = round(int(size) / 1e6)
     yield tag
@@ -208,3 +214,11 @@ def test_sigterm_to_the_worker_container_finishes_the_task_and_exits_0(pods, ser
         )
         assert rows.scalar_one() == 1, logs
     engine.dispose()
+
+
+def test_a_second_build_of_the_same_tree_is_a_cache_hit(image, context):
+    seconds, output = build_image(image, context)
+    FIGURES["cached_build_s"] = round(seconds, 1)
+    steps = re.findall(r"STEP \d+/\d+: (?!FROM )(.*)", output)
+    hits = output.count("--> Using cache")
+    assert steps and hits == len(steps), f"{len(steps) - hits} steps ran again:\n{output}"

@@ -119,13 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         state, env = stack.state, stack.env
         ports: dict[str, str] = {}
         try:
-            web_env = {**env, **metrics_env(state / "prometheus-web")}
-            procs["web"], web_url = start_web(web_env, state / "web.log")
-            worker_env = {**env, **metrics_env(state / "prometheus-worker")}
-            ports["worker"] = worker_env["FLASK_WORKER_METRICS_PORT"]
-            procs["worker"], _ = start_worker(
-                worker_env, WORKER_GROUPS["general"], state / "worker.log"
-            )
+            # beat and the exporter are only spawned; web and the worker start side by side
             beat_env = {**env, **metrics_env(state / "prometheus-beat")}
             celery = [str(BIN / "celery"), "-A", "service.make_celery"]
             procs["beat"] = spawn(
@@ -142,6 +136,17 @@ def main(argv: list[str] | None = None) -> None:
                 exporter_env,
                 state / "exporter.log",
             )
+            web_env = {**env, **metrics_env(state / "prometheus-web")}
+            worker_env = {**env, **metrics_env(state / "prometheus-worker")}
+            ports["worker"] = worker_env["FLASK_WORKER_METRICS_PORT"]
+            with ThreadPoolExecutor(1) as pool:
+                web = pool.submit(start_web, web_env, state / "web.log")
+                try:
+                    procs["worker"], _ = start_worker(
+                        worker_env, WORKER_GROUPS["general"], state / "worker.log"
+                    )
+                finally:  # stopped with the others, even when the worker did not start
+                    procs["web"], web_url = web.result()
             scrapes = [f"{web_url}/metrics"]
             scrapes += [f"http://127.0.0.1:{port}/metrics" for port in ports.values()]
             for target in scrapes:

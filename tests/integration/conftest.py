@@ -10,11 +10,16 @@ A test runs on SQLite unless it (or its module, through `pytestmark`) carries
 `web`, `api`, `stack_app`, and a module's own `Stack` built from `database.fresh_url`) is on
 that database. A pytest worker starts its PostgreSQL server (harness/postgres.py) the first
 time one of its tests asks for PostgreSQL, and gives every stack a new database on it.
+
+A test whose property does not involve the database can keep the suite's time down with
+`databases("sqlite", "postgresql", default=("sqlite",))`: it runs on the `default` ones, and on
+every one it names when TEST_DATABASES=all.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,8 +54,8 @@ REDIS_DATABASES = {"sqlite": (2, 3), "postgresql": (4, 5)}
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "databases(*names): run the test once on each database named (sqlite, postgresql); "
-        "unmarked tests run on SQLite",
+        "databases(*names, default=names): run the test once on each database named (sqlite, "
+        "postgresql), or on `default` unless TEST_DATABASES=all; unmarked tests run on SQLite",
     )
 
 
@@ -58,10 +63,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("databases")
     if marker is None or "database" not in metafunc.fixturenames:
         return
-    unknown = set(marker.args) - set(DATABASES)
+    names = marker.args
+    if os.environ.get("TEST_DATABASES") != "all":
+        names = marker.kwargs.get("default", names)
+    unknown = set(names) - set(DATABASES)
     assert not unknown, f"unknown databases {unknown}: name some of {DATABASES}"
     # module scope: a module's stack fixtures are built once per database, its tests grouped
-    metafunc.parametrize("database", marker.args, indirect=True, scope="module")
+    metafunc.parametrize("database", names, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,8 @@ from harness.processes import wait_until
 from service.data.db import db
 from service.data.models import DeadLetter
 
-#: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
+#: The guarantees hold on both databases the service supports (the chart's is PostgreSQL); the
+#: tests of Redis' durability and of a warm shutdown run on SQLite unless TEST_DATABASES=all.
 pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 
@@ -64,6 +65,7 @@ def test_sigkilled_workers_lose_no_task_and_repeat_no_effect(
     assert run.kills >= 3, f"the work finished before enough kills: {run.summary()}"
 
 
+@pytest.mark.databases("sqlite", "postgresql", default=("sqlite",))  # a warm shutdown
 def test_sigterm_finishes_the_running_task_and_takes_no_new_one(stack: Stack) -> None:
     hold = 3.0  # under the 5 s hard limit
     worker = stack.worker("w1", concurrency=1)
@@ -116,6 +118,7 @@ def test_a_pool_process_killed_mid_task_gets_its_task_run_again(stack: Stack) ->
     assert "WorkerLostError" in (stack.directory / "w1.log").read_text()
 
 
+@pytest.mark.databases("sqlite", "postgresql", default=("sqlite",))  # Redis' durability
 def test_queued_tasks_survive_a_redis_restart_with_aof(aof_stack: Stack) -> None:
     total = 100
     aof_stack.send_effects(range(total))
@@ -129,6 +132,7 @@ def test_queued_tasks_survive_a_redis_restart_with_aof(aof_stack: Stack) -> None
     assert_exactly_once(aof_stack, total)
 
 
+@pytest.mark.databases("sqlite", "postgresql", default=("sqlite",))  # Redis' durability
 def test_workers_reconnect_after_a_redis_restart_and_finish_the_rest(
     aof_stack: Stack, record_property: pytest.RecordProperty
 ) -> None:
@@ -185,6 +189,7 @@ def stop_redis_subscribers_first(stack: Stack) -> None:
     stack.redis.proc.wait(timeout=10)
 
 
+@pytest.mark.databases("sqlite", "postgresql", default=("sqlite",))  # Redis' durability
 def test_a_worker_outlives_redis_vanishing_while_it_waits_for_work_with_a_task_unacked(
     aof_stack: Stack,
 ) -> None:
@@ -218,6 +223,7 @@ def test_a_worker_outlives_redis_vanishing_while_it_waits_for_work_with_a_task_u
     assert aof_stack.effects() == {0: 1, 1: 1}
 
 
+@pytest.mark.databases("sqlite", "postgresql", default=("sqlite",))  # Redis' durability
 def test_a_redis_sigkilled_mid_run_comes_back_from_its_aof_with_every_settled_job(
     aof_stack: Stack, record_property: pytest.RecordProperty
 ) -> None:

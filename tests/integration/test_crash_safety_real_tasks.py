@@ -99,9 +99,9 @@ def world(database: Database, tmp_path: Path) -> Iterator[World]:
         tmp_path,
         env={
             **FAST_RECOVERY,
-            # a fresh pool process' first PDF loads the renderer and its fonts: on a loaded
-            # machine that alone passed FAST_RECOVERY's 4 s (a dead letter, not a crash's loss);
-            # the hard limit stays under the visibility timeout
+            # invoice PDFs took over FAST_RECOVERY's 4 s on this 2-core machine at load 24 (2.8 s
+            # at most otherwise) and were dead-lettered: a time limit, not a crash's loss; the
+            # hard limit stays under the visibility timeout
             "FLASK_CELERY__TASK_SOFT_TIME_LIMIT": str(VISIBILITY_TIMEOUT - 2),
             "FLASK_CELERY__TASK_TIME_LIMIT": str(VISIBILITY_TIMEOUT - 1),
             "FLASK_SMTP_HOST": smtp.host,

@@ -9,7 +9,11 @@ Celery enforces `task_time_limit` in the prefork pool and in gevent's, and
   `SoftTimeLimitExceeded` is raised in the task's greenlet, as prefork raises it in its pool
   process, and the hard limit then ends the greenlet as Celery's pool does
   (`TimeLimitExceeded` reported by the main process, the message acknowledged: dead-lettered
-  like a prefork task past its hard limit).
+  like a prefork task past its hard limit);
+- gives a gevent worker a broker connection pool larger than its concurrency: every greenlet
+  acknowledges its own message through that pool, and kombu's default of 10 connections made
+  acknowledgements fail (`MaxConnectionsError`) when more tasks ended at once, leaving their
+  messages unacknowledged to run again after the visibility timeout.
 
 Either limit takes effect where the greenlet yields (a socket, a lock, a sleep): under gevent a
 task that computes, or blocks in a C library that was not made cooperative, holds the whole
@@ -69,4 +73,18 @@ class PoolGuard(bootsteps.Step):  # type: ignore[misc]
             raise SystemExit(f"refusing to start: {problem}")
         if pool == "gevent":
             worker.pool_cls = _gevent_pool()
+            _enough_broker_connections(worker.app.conf, worker.concurrency)
         super().__init__(worker, **kwargs)
+
+
+#: Broker connections a gevent worker keeps beyond one per greenlet (its consumer, remote
+#: control, heartbeats and publishes).
+SPARE_BROKER_CONNECTIONS = 10
+
+
+def _enough_broker_connections(conf: Any, concurrency: int) -> None:
+    options = dict(conf.broker_transport_options or {})
+    wanted = int(concurrency) + SPARE_BROKER_CONNECTIONS
+    if int(options.get("max_connections") or 0) < wanted:
+        options["max_connections"] = wanted
+        conf.broker_transport_options = options

@@ -12,8 +12,9 @@ redis-server of its own, serving `bench.web_app`: the service's app plus `POST /
 
 Variants, interleaved in every repetition against the same gunicorn: `add` (`POST /jobs/add`
 with an API key), `add_key` (the same with a fresh `Idempotency-Key` per request), `lpush`,
-`hello`; on SQLite (WAL) and on a throwaway PostgreSQL. Each gives req/s, p50 and p99; the
-ratios are taken per repetition. The target: `add` >= 0.75 of `lpush`.
+`apply_async` (bare Celery's publish of the same task), `hello`; on SQLite (WAL) and on a
+throwaway PostgreSQL. Each gives req/s, p50 and p99; the ratios are taken per repetition. The
+target: `add` >= 0.75 of `lpush`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ VARIANTS = {
     "add": Variant("POST", "/jobs/add", key=True),
     "add_key": Variant("POST", "/jobs/add", key=True, idempotency=True),
     "lpush": Variant("POST", "/bench/lpush"),
+    "apply_async": Variant("POST", "/bench/apply-async"),
     "hello": Variant("GET", "/bench/hello"),
 }
 
@@ -299,13 +302,11 @@ def _get(url: str, path: str) -> int:
         conn.close()
 
 
-def measure_database(
-    kind: str, args: Any, state: Path, generator: Callable[..., Run]
-) -> dict[str, Any]:
-    """Every variant on one database: runs per variant, and the ratios per repetition."""
-    folder = state / kind
+@contextmanager
+def served(kind: str, folder: Path) -> Iterator[tuple[str, redis.Redis]]:
+    """A redis-server, a migrated database of `kind` and gunicorn serving `bench.web_app`:
+    yields gunicorn's URL and a client of the broker."""
     folder.mkdir()
-    runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
     with ExitStack() as stack:
         broker = RedisServer(folder / "redis").start()
         stack.callback(broker.stop)
@@ -313,7 +314,115 @@ def measure_database(
         env = production_env(folder, broker, database_url)
         queue_client = redis.Redis.from_url(broker.url(0))
         prepare(env, queue_client)
-        url = stack.enter_context(gunicorn(env, folder / "gunicorn.log"))
+        yield stack.enter_context(gunicorn(env, folder / "gunicorn.log")), queue_client
+
+
+# - Where the time goes -----------------------------------------------------------------------
+
+
+def py_spy() -> str | None:
+    """py-spy from PATH or next to this Python (`pip install py-spy`)."""
+    beside = BIN / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+def profile_database(kind: str, args: Any, state: Path, generator: Callable[..., Run]) -> str:
+    """Sample both gunicorn workers with py-spy while `args.profile_variant` is loaded; the
+    share of samples each function is on the stack in (inclusive) and at its top (self)."""
+    exe = py_spy()
+    if exe is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    folder = state / kind
+    with served(kind, folder) as (url, _):
+        variant = VARIANTS[args.profile_variant]
+        run_python(url, variant, args.warmup, args.connections, folder)
+        spies = [
+            subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "--nonblocking",
+                    "--duration",
+                    str(round(args.profile)),
+                    "-o",
+                    str(folder / f"profile-{pid}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            for pid in gunicorn_workers(folder / "gunicorn.log")
+        ]
+        time.sleep(0.5)  # py-spy attaches
+        run = generator(url, variant, args.profile, args.connections, folder)
+        for spy in spies:
+            spy.wait()
+    head = (
+        f"{kind}: {variant.method} {variant.path}"
+        f"{' with Idempotency-Key' if variant.idempotency else ''}, {run.rps:,.0f} req/s "
+        f"while sampled"
+    )
+    return head + "\n" + top_frames(sorted(folder.glob("profile-*.txt")), args.profile_top)
+
+
+def gunicorn_workers(log: Path) -> list[int]:
+    """The pids of the master's children (the workers), the master's pid read from its log."""
+    master = re.search(r"Listening at: \S+ \((\d+)\)", log.read_text())
+    if master is None:
+        raise RuntimeError(f"no master pid in {log}")
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[1] == master[1]:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def top_frames(paths: list[Path], top: int) -> str:
+    """py-spy's raw stacks (`frame;frame;... count`) as two tables: inclusive and self."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for path in paths:
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            n = int(count)
+            total += n
+            frames = [_frame(f) for f in stack.split(";")]
+            for frame in set(frames):
+                inclusive[frame] += n
+            own[frames[-1]] += n
+    lines = [f"{total} samples; inclusive (on the stack):"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    lines.append("self (at the top of the stack):")
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top // 2)]
+    return "\n".join(lines)
+
+
+def _frame(raw: str) -> str:
+    """`function (path:line)` -> `function (package/module.py)`."""
+    match = re.match(r"(.*) \((.*?):\d+\)$", raw)
+    if match is None:
+        return raw
+    where = match[2].split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+    return f"{match[1]} ({where})"
+
+
+def measure_database(
+    kind: str, args: Any, state: Path, generator: Callable[..., Run]
+) -> dict[str, Any]:
+    """Every variant on one database: runs per variant, and the ratios per repetition."""
+    folder = state / kind
+    runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
+    with served(kind, folder) as (url, queue_client):
 
         def measure(name: str, seconds: float) -> Run:
             run = generator(url, VARIANTS[name], seconds, args.connections, folder)
@@ -349,6 +458,7 @@ def measure_database(
             "add/lpush": ratios(rps["add"], rps["lpush"]),
             "add_key/lpush": ratios(rps["add_key"], rps["lpush"]),
             "add/hello": ratios(rps["add"], rps["hello"]),
+            "apply_async/lpush": ratios(rps["apply_async"], rps["lpush"]),
             "lpush/hello": ratios(rps["lpush"], rps["hello"]),
         },
     }
@@ -365,10 +475,13 @@ def summary(records: dict[str, Any], args: Any, generator: str) -> str:
             f"(p50 {statistics.median(v['add']['p50_ms']):.1f} ms, "
             f"p99 {statistics.median(v['add']['p99_ms']):.1f} ms), "
             f"with Idempotency-Key {spread(v['add_key']['rps'])}/s, "
-            f"LPUSH {spread(v['lpush']['rps'])}/s, hello {spread(v['hello']['rps'])}/s; "
+            f"LPUSH {spread(v['lpush']['rps'])}/s, "
+            f"apply_async {spread(v['apply_async']['rps'])}/s, "
+            f"hello {spread(v['hello']['rps'])}/s; "
             f"add/lpush {spread(add_lpush, '.2f')} (target >= {TARGET}: {verdict}), "
             f"add_key/lpush {spread(r['add_key/lpush'], '.2f')}, "
-            f"add/hello {spread(r['add/hello'], '.2f')}"
+            f"add/hello {spread(r['add/hello'], '.2f')}, "
+            f"apply_async/lpush {spread(r['apply_async/lpush'], '.2f')}"
         )
     head = (
         f"enqueue via gunicorn -w {chart_web()['workers']} (sync), {generator} "
@@ -384,7 +497,22 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=4, help="concurrent clients")
     p.add_argument("--database", action="append", choices=("sqlite", "postgresql"),
                    help="databases to run on (default: both)")  # fmt: skip
+    p.add_argument(
+        "--profile",
+        type=float,
+        metavar="SECONDS",
+        help="instead of measuring: sample the gunicorn workers with py-spy for "
+        "SECONDS under load and print where the time goes",
+    )
+    p.add_argument("--profile-variant", choices=VARIANTS, default="add")
+    p.add_argument("--profile-top", type=int, default=60, help="rows of the profile")
     args = p.parse_args()
+    if args.profile:
+        args.database = args.database or ["postgresql"]
+        with tempfile.TemporaryDirectory(prefix="bench-enqueue-") as tmp:
+            for kind in args.database:
+                print(profile_database(kind, args, Path(tmp), load_generator()[1]), flush=True)
+        return
     if args.quick:
         args.repeat, args.duration, args.warmup = 1, 1.0, 0.2
     args.database = args.database or ["sqlite", "postgresql"]

@@ -11,6 +11,7 @@ A real `celery worker --pool gevent` on a real redis-server:
   acknowledged;
 
 both on PostgreSQL, the chart's database;
+- SIGTERM is a warm shutdown: the running greenlets finish, their messages acknowledged;
 - a task that computes without yielding holds the whole worker, heartbeat included, so the
   liveness probe fails while it runs (what the chart README says of gevent);
 - the leak guard, which gevent does not have, is refused at start.
@@ -18,6 +19,7 @@ both on PostgreSQL, the chart's database;
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 import time
@@ -186,6 +188,20 @@ def test_io_bound_tasks_wait_together_in_one_process_on_postgresql(
         stack.close()
         sink.stop()
         receiver.close()
+
+
+def test_sigterm_lets_the_running_greenlets_finish(tmp_path: Path) -> None:
+    stack = Stack.start(tmp_path, env=LIMITS)
+    try:
+        worker = gevent_worker(stack, "w", concurrency=4)
+        stack.send_effects(range(2), 1.0)  # under the 1.5 s soft limit
+        wait_until(lambda: stack.executions() == 2, timeout=20, what="both tasks running")
+        worker.send_signal(signal.SIGTERM)  # the main process only, as the kubelet does
+        assert worker.wait(timeout=30) == 0
+        assert "Warm shutdown" in (stack.directory / "w.log").read_text()
+        assert stack.effects() == {0: 1, 1: 1} and stack.pending() == 0
+    finally:
+        stack.close()
 
 
 def test_a_task_that_never_yields_holds_the_worker_until_the_liveness_probe_fails(

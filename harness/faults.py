@@ -230,7 +230,8 @@ class BrokerLog:
     def __init__(self, url: str) -> None:
         self.pushed: set[str] = set()
         self.recorded: set[str] = set()
-        self._client = redis.Redis.from_url(url, socket_timeout=30)
+        # no read timeout: the stream may be quiet for a while; `close` ends the read
+        self._client = redis.Redis.from_url(url)
         self._monitor = self._client.monitor()
         self._monitor.__enter__()  # the server has answered MONITOR when this returns
         self._marker = ""

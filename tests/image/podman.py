@@ -287,7 +287,8 @@ class PodmanPod:
             return "ready" if self.probe(kind)[0] else None
 
         what = f"{self.name} {kind} probe"
-        outcome = wait_until(ready, timeout=budget, what=what, interval=0.5)
+        interval = min(2.0, probe.get("periodSeconds", 10))  # each exec probe starts a python
+        outcome = wait_until(ready, timeout=budget, what=what, interval=interval)
         assert outcome == "ready", f"{self.name} exited: {self.logs()}"
         return time.monotonic() - started
 

@@ -234,7 +234,7 @@ def run_once(env: dict[str, str], variant: Variant, port: int, log: Path) -> dic
 def main() -> None:
     args = parser(NAME, __doc__ or "", repeat=3).parse_args()
     # N per variant: a burst that keeps every slot busy for a while (one pass when --quick)
-    prefork_jobs, green_jobs = (12, 40) if args.quick else (120, 600)
+    prefork_jobs, green_jobs = (8, 20) if args.quick else (120, 600)
     if args.quick:
         args.repeat = 1
     variants = [

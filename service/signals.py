@@ -189,10 +189,14 @@ def connect_app(flask_app: Flask, celery_app: Celery) -> None:
             lifecycle.failed(flask_app, task_id, exception)
 
     # Pool child: the job's row follows its task (jobs enqueued by the API; others have none).
+    # A task whose `started` moved no row has none to finish either: one transaction, not two.
+    rowless: set[str] = set()
+
     @task_prerun.connect(weak=False)
     def _job_started(sender: Task | None = None, task_id: str = "", **_: Any) -> None:
         if sender is not None and sender.app is celery_app and task_id:
-            lifecycle.started(flask_app, task_id)
+            if lifecycle.started(flask_app, task_id) is False:
+                rowless.add(task_id)
 
     @task_retry.connect(weak=False)
     def _job_retrying(
@@ -209,7 +213,9 @@ def connect_app(flask_app: Flask, celery_app: Celery) -> None:
         state: str | None = None,
         **_: Any,
     ) -> None:
-        if sender is not None and sender.app is celery_app and state == "SUCCESS":
+        if task_id in rowless:
+            rowless.discard(task_id)
+        elif sender is not None and sender.app is celery_app and state == "SUCCESS":
             lifecycle.succeeded(flask_app, task_id, retval)
 
     # Beat, the leader only (it alone ticks): publish the jobs whose request could not.

@@ -36,10 +36,15 @@ MAX_ERROR = 2000
 MAX_VALUE_BYTES = 4096
 
 
-def started(app: Flask, task_id: str) -> None:
-    """The task's body is about to run: one more attempt (a retry or a redelivery)."""
+def started(app: Flask, task_id: str) -> bool | None:
+    """The task's body is about to run: one more attempt (a retry or a redelivery).
+
+    False when the task has no row to move (not a job, or a job already final): nothing will
+    move it on this run either, since a job's row is written before its message. None when the
+    write failed.
+    """
     now = utcnow()
-    _update(
+    return _update(
         app,
         task_id,
         state="started",
@@ -127,15 +132,18 @@ def summarize(value: Any) -> dict[str, Any]:
     return {"value": value}
 
 
-def _update(app: Flask, task_id: str, **values: Any) -> None:
-    """Set `values` on the job's row unless it is in a final state; never raises."""
+def _update(app: Flask, task_id: str, **values: Any) -> bool | None:
+    """Set `values` on the job's row unless it is in a final state: whether a row moved, None
+    when the write failed; never raises."""
     try:
         with app.app_context(), db.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 sa.update(Job)
                 .where(Job.id == task_id, Job.state.not_in(FINAL))
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+            return bool(result.rowcount)
     except Exception:  # noqa: BLE001 - the task's outcome stands; its row is behind
         log.warning("could not record job %s as %s", task_id, values.get("state"), exc_info=True)
+        return None

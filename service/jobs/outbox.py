@@ -68,15 +68,24 @@ def mark_queued(job_id: str) -> None:
     and the session's rows (the job the caller answers with) are not expired by it.
     Never raises: the message is out, and a row left `recorded` is only published again by the
     relay, which the ledger makes harmless.
+
+    For the same reason the mark need not survive a database crash: on PostgreSQL its commit
+    does not wait for the WAL flush (`synchronous_commit` off for this statement's own
+    transaction only), which takes a disk flush (~3 ms with fsync on) out of every enqueue.
+    The job's INSERT, which must be durable before its message is published, still waits.
     """
+    update = (
+        sa.update(Job)
+        .where(Job.id == job_id, Job.state == "recorded")
+        .values(state="queued", queued_at=sa.literal(utcnow(), UTCDateTime()))
+    )
     try:
         with db.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.execute(
-                sa.update(Job)
-                .where(Job.id == job_id, Job.state == "recorded")
-                .values(state="queued", queued_at=sa.literal(utcnow(), UTCDateTime()))
-            )
+            if connection.dialect.name == "postgresql":
+                no_flush_wait = sa.func.set_config("synchronous_commit", "off", sa.true())
+                update = update.where(no_flush_wait.is_not(None))
+            connection.execute(update)
     except Exception:  # noqa: BLE001 - see above
         log.warning("published job %s but could not mark it queued", job_id, exc_info=True)
 

@@ -432,7 +432,7 @@ def summary(
             used += "]"
         label = "bare Celery" if name == "bare" else name
         parts.append(f"{label} {spread(rates)}/s{ratio}{used}")
-    project = ratios(values.get("project", []), values["bare"])
+    project = ratios(values["project"], values["bare"]) if "project" in values else []
     met = "n/a" if not project else "met" if statistics.median(project) >= TARGET else "not met"
     return (
         f"drain, {args.tasks} no-op tasks, prefork -c {CONCURRENCY}, INFO, {args.repeat} "

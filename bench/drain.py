@@ -14,7 +14,8 @@ taken to the last acknowledged. Variants, interleaved over the repetitions:
   `-app context`: a plain Celery task on the project's worker; `-INFO logs`: WARNING;
   `-metrics`, `-inflight`, `-heartbeat`, `-job rows`) or, for task events, switched the other way
   from the shipped default (`+events` or `-events`); `project floor`: all of them off;
-- `rq`, `dramatiq`, `huey` (`bench.bare_peers`): the same workload with their defaults;
+- `rq`, `dramatiq`, `huey` (`bench.bare_rq`, `bench.bare_peers`): the same workload, their
+  defaults;
 - `redis LPUSH+RPOP`: what `redis-benchmark` gets from the same server (one LPUSH and one RPOP
   per task, 2 clients): the ceiling of any Redis list queue.
 
@@ -164,7 +165,7 @@ class Bench:
             from rq import Queue
 
             queue = Queue("default", connection=self.client)
-            jobs = [Queue.prepare_data("bench.bare_peers.noop", (i,)) for i in range(n)]
+            jobs = [Queue.prepare_data("bench.bare_rq.noop", (i,)) for i in range(n)]
             for start in range(0, n, 500):
                 queue.enqueue_many(jobs[start : start + 500])
         else:

@@ -69,10 +69,12 @@ def mark_queued(job_id: str) -> None:
     Never raises: the message is out, and a row left `recorded` is only published again by the
     relay, which the ledger makes harmless.
 
-    For the same reason the mark need not survive a database crash: on PostgreSQL its commit
-    does not wait for the WAL flush (`synchronous_commit` off for this statement's own
-    transaction only), which takes a disk flush (~3 ms with fsync on) out of every enqueue.
-    The job's INSERT, which must be durable before its message is published, still waits.
+    For the same reason the mark need not survive a database crash, and its commit does not
+    wait for a disk flush (~3 ms with fsync on), which would double an enqueue's: on PostgreSQL
+    `synchronous_commit` is off for this statement's own transaction; on SQLite (WAL) the
+    connection commits it with `synchronous=NORMAL`, and the next commit with the connection's
+    own setting flushes it. The job's INSERT, which must be durable before its message is
+    published, still waits for its flush.
     """
     update = (
         sa.update(Job)
@@ -82,10 +84,19 @@ def mark_queued(job_id: str) -> None:
     try:
         with db.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            if connection.dialect.name == "postgresql":
+            dialect = connection.dialect.name
+            if dialect == "postgresql":
                 no_flush_wait = sa.func.set_config("synchronous_commit", "off", sa.true())
-                update = update.where(no_flush_wait.is_not(None))
-            connection.execute(update)
+                connection.execute(update.where(no_flush_wait.is_not(None)))
+            elif dialect == "sqlite":
+                level = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+                connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                try:
+                    connection.execute(update)
+                finally:
+                    connection.exec_driver_sql(f"PRAGMA synchronous={int(level or 2)}")
+            else:
+                connection.execute(update)
     except Exception:  # noqa: BLE001 - see above
         log.warning("published job %s but could not mark it queued", job_id, exc_info=True)
 

@@ -301,7 +301,7 @@ class Bench:
         exe = shutil.which("redis-benchmark")
         if exe is None:
             return 0.0
-        requests = max(20_000, self.tasks * 4)
+        requests = max(2_000, self.tasks * 10)
         out = subprocess.run(
             [exe, "-p", str(self.server.port), "-c", str(CONCURRENCY), "-n", str(requests),
              "-t", "lpush,rpop", "--csv"],

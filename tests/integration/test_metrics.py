@@ -117,6 +117,7 @@ def test_worker_counters_sum_to_exactly_what_ran_across_recycled_children(stack:
 
         samples = wait_until(all_finished, timeout=120, what="200 tasks finished", interval=0.5)
         samples = scrape(url)  # once more: nothing counted twice after the last task
+        left = sorted(path.name for path in (stack.state / "prometheus-worker").glob("counter_*"))
     finally:
         stop(proc, timeout=30)
 
@@ -135,8 +136,11 @@ def test_worker_counters_sum_to_exactly_what_ran_across_recycled_children(stack:
     assert total(samples, "celery_task_received_total", queue_name="default") == 230
     assert total(samples, "celery_worker_tasks_active") == 0
     assert total(samples, "celery_worker_up") == 1
-    files = list((stack.state / "prometheus-worker").glob("counter_*.db"))
-    assert len(files) > 4, "the children were recycled: more processes than the pool's four"
+    # 40 pool processes ran (5 tasks each): the scrape folded the files of the ended ones into
+    # one archive, and the sums above are still exact
+    # (a pool process may have been replaced after the last scrape: room for two)
+    assert "counter_archive.db" in left
+    assert len(left) <= 1 + 1 + 4 + 2, f"files of ended processes piled up: {left}"
 
 
 def test_the_hostname_label_can_be_one_constant(stack: Stack) -> None:

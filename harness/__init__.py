@@ -1,6 +1,7 @@
 """Local servers and service processes for the tests and the benchmarks; no fixtures, no tests.
 
 - auth: the API keys a local stack accepts (API_KEY, CLIENT_KEY, ...), as setting and env.
+- keda: what KEDA would compute for a rendered ScaledObject (metric, desired replicas).
 - faults: an isolated Stack for fault injection, killing workers, counting effects.
 - postgres: a throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port.
 - processes: free ports, polling with a deadline, stopping processes.

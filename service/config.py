@@ -285,6 +285,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OUTBOX_RELAY_AFTER", float, 10.0,
             "seconds after which beat publishes a job recorded but not known to be published "
             "(web died, or its publish timed out); longer than an enqueue may take"),
+    Setting("OUTBOX_RESCUE_AFTER", float, 300.0,
+            "seconds after which beat looks for a job still `queued` (never started) whose "
+            "message Redis no longer holds (a worker killed between taking it and recording it) "
+            "and publishes it again"),
     Setting("WORKER_HEARTBEAT_FILE", str, DEFAULT_HEARTBEAT_FILE,
             "the worker's liveness file (`python -m service.worker.probes worker`)"),
     Setting("LOG_FORMAT", str, "text",

@@ -13,7 +13,7 @@ fresh namespace and removes it at the end.
 
 The cluster is read and driven through the kubernetes Python client (pods, Deployments,
 logs, exec into the data stores, a port-forward to web); helm installs and upgrades. What the
-tests conclude from what they read is decided by tests/e2e/observe.py, tested offline.
+tests conclude from what they read is decided by tests/support/e2e_observe.py, tested offline.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pytest
 
 from harness.auth import API_KEY, api_keys_setting, bearer
 from harness.processes import wait_until
-from tests.e2e.observe import (
+from tests.support.e2e_observe import (
     PodState,
     effective_more_than_once,
     image_values,
@@ -49,7 +49,7 @@ from tests.e2e.observe import (
     tick_runs,
     ticks_run_twice,
 )
-from tests.e2e.relay import Relay
+from tests.support.e2e_relay import Relay
 from tests.support.tiltcheck import REPO, HelmMissing, find_helm
 
 try:

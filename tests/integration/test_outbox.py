@@ -37,6 +37,9 @@ from service.data.models import Export, Job, LedgerEntry
 #: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
 pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
+#: Seconds after which beat looks for a queued job whose message the broker lost (here: short).
+RESCUE_AFTER = 2
+
 #: The enqueue's bound on a sick broker: connect + 2 x socket timeout (service/config.py).
 BOUND = 3.0
 
@@ -54,7 +57,7 @@ def outbox(tmp_path_factory: pytest.TempPathFactory, database: Database) -> Iter
     directory = tmp_path_factory.mktemp("outbox")
     stack = Stack.start(
         directory,
-        env={"FLASK_OUTBOX_RELAY_AFTER": "1"},
+        env={"FLASK_OUTBOX_RELAY_AFTER": "1", "FLASK_OUTBOX_RESCUE_AFTER": str(RESCUE_AFTER)},
         database_url=database.fresh_url(directory),
     )
     try:
@@ -129,6 +132,56 @@ def test_a_job_recorded_but_never_published_is_published_by_the_relay(outbox: Ou
     job = job_row(stack, job_id)
     assert job is not None and job.queued_at is not None
     assert f"outbox relay published job {job_id}" in (stack.directory / "beat.log").read_text()
+
+
+def queued_export(stack: Stack, queue: str, age: float) -> str:
+    """A job row `queued` `age` seconds ago (its export row with it); no message is sent."""
+    job_id = str(uuid4())
+    with stack.app.app_context():
+        row = Export(table_name="users", job_id=job_id)
+        db.session.add(row)
+        db.session.flush()
+        ago = utcnow() - timedelta(seconds=age)
+        db.session.add(
+            Job(id=job_id, kind="export", task_name="exports.export_table", queue=queue,
+                owner="tests-all", request_fingerprint="-", state="queued", task_args=[row.id],
+                created_at=ago, queued_at=ago)
+        )  # fmt: skip
+        db.session.commit()
+        export_id = row.id
+        db.session.remove()
+    return f"{job_id}:{export_id}"
+
+
+def test_a_queued_job_whose_message_a_killed_worker_took_is_published_again(
+    outbox: Outbox,
+) -> None:
+    # what kombu's BRPOP-then-record window leaves when a worker dies in it (kombu#305): a row
+    # `queued`, and its message in no queue and in no worker's unacknowledged set
+    stack = outbox.stack
+    job_id, _ = queued_export(stack, "exports", age=RESCUE_AFTER + 1).split(":")
+    ran_once(outbox, job_id)
+    assert f"outbox rescue published job {job_id}" in (stack.directory / "beat.log").read_text()
+
+
+def test_a_queued_job_whose_message_waits_in_its_queue_is_not_published_again(
+    outbox: Outbox,
+) -> None:
+    # the `pdf` queue has no consumer in this stack: its message waits there, as in a backlog
+    stack = outbox.stack
+    job_id, export_id = queued_export(stack, "pdf", age=RESCUE_AFTER + 1).split(":")
+    stack.celery.send_task("exports.export_table", (int(export_id),), task_id=job_id, queue="pdf")
+    broker = stack.broker()
+    assert broker.llen("pdf") == 1
+    # several of beat's looks (one every RESCUE_AFTER seconds) go by
+    time.sleep(4 * RESCUE_AFTER)
+    assert broker.llen("pdf") == 1
+    assert f"outbox rescue published job {job_id}" not in (stack.directory / "beat.log").read_text()
+    broker.delete("pdf")
+    with stack.app.app_context():  # no message left behind for the rescue to find missing
+        db.session.execute(sa.update(Job).where(Job.id == job_id).values(state="failed"))
+        db.session.commit()
+        db.session.remove()
 
 
 def test_an_ambiguous_publish_is_accepted_and_runs_once(

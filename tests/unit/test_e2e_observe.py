@@ -1,4 +1,4 @@
-"""The cluster tests' verdicts (tests/e2e/observe.py) on snapshots made up here: no cluster."""
+"""The cluster tests' verdicts (tests/support/e2e_observe.py) on made-up snapshots: no cluster."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.e2e.observe import (
+from tests.support.e2e_observe import (
     PodState,
     effective_more_than_once,
     image_values,

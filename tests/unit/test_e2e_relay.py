@@ -1,4 +1,4 @@
-"""The loopback relay the cluster tests reach web through (tests/e2e/relay.py), with local
+"""The loopback relay the cluster tests reach web through (tests/support/e2e_relay.py), with local
 sockets standing in for the port-forward's."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.relay import Relay
+from tests.support.e2e_relay import Relay
 
 
 @pytest.fixture

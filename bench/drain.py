@@ -1,6 +1,7 @@
 """Drain throughput: N pre-enqueued no-op tasks, one worker, two pool processes, at INFO.
 
-    python -m bench.drain [--tasks 5000] [--repeat 5] [--only NAME,...] [--quick] [--out DIR]
+    python -m bench.drain [--tasks 2000] [--repeat 3] [--only NAME,...] [--quick] [--out DIR]
+    python -m bench.drain --profile SECONDS [--only NAME]
 
 Starts its own redis-server and SQLite database. Every variant drains the same N messages:
 they are enqueued first and set aside, the worker is started and ready, the messages are
@@ -21,6 +22,10 @@ taken to the last acknowledged. Variants, interleaved over the repetitions:
 
 The summary line gives every rate and its ratio to `bare` (per repetition, median [min..max]);
 the target is project >= 0.95 of bare.
+
+`--profile SECONDS` measures nothing: it drains a long workload through one variant (`project`
+unless `--only` names another) while py-spy samples the worker's main process and its pool
+processes, and prints where each spends its time.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import flask_migrate
 import redis
 from celery import Celery
 
+from bench import profile
 from bench.common import interleave, parser, ratios, spread, summary_of, write_result
 from harness.processes import free_port, stop, wait_until
 from harness.redis_server import RedisServer
@@ -219,6 +225,37 @@ class Bench:
             raise RuntimeError(f"{variant.name}: worker exited {proc.returncode} (log: {log})")
         return self.tasks / elapsed
 
+    def profile(self, variant: Variant, seconds: float, top: int) -> str:
+        """Where `variant`'s worker spends its time while draining: py-spy tables for its main
+        process and for its pool processes."""
+        queue, staged = QUEUE_KEYS[variant.kind], f"staged:{QUEUE_KEYS[variant.kind]}"
+        template = self.template(variant)
+        self.reset()
+        redis.Redis.from_url(self.server.url(TEMPLATE_DB)).copy(template, staged, destination_db=0)
+        proc = self.start(variant, self.state / "profile.log")
+        roles = {"main process": [proc.pid], "pool processes": _descendants(proc.pid)}
+        try:
+            spies = {
+                pid: profile.record(pid, seconds, self.state / f"profile-{pid}.txt")
+                for pids in roles.values()
+                for pid in pids
+            }
+            time.sleep(0.5)  # py-spy attaches
+            self.client.rename(staged, queue)
+            for spy in spies.values():
+                spy.wait()
+            left = self.client.llen(queue)
+        finally:
+            stop(proc)
+        if not left:
+            print(f"the workload ran out before {seconds:g} s: raise --tasks", flush=True)
+        tables = [
+            f"{variant.name}, {role}:\n"
+            + profile.top_frames([self.state / f"profile-{pid}.txt" for pid in pids], top)
+            for role, pids in roles.items()
+        ]
+        return "\n\n".join(tables)
+
     def reset(self) -> None:
         self.client.flushdb()
         with sqlite3.connect(self.state / "db.sqlite") as db:
@@ -360,10 +397,20 @@ QUICK = ("bare", "project")
 
 
 def main() -> None:
-    p = parser(NAME, __doc__ or "")
-    p.add_argument("--tasks", type=int, default=5000, help="messages per drain")
+    p = parser(NAME, __doc__ or "", repeat=3)
+    p.add_argument("--tasks", type=int, default=2000, help="messages per drain")
     p.add_argument("--only", default="", help="comma-separated variant names (bare always runs)")
+    p.add_argument(
+        "--profile",
+        type=float,
+        metavar="SECONDS",
+        help="instead of measuring: sample one variant's worker with py-spy",
+    )
+    p.add_argument("--profile-top", type=int, default=40, help="rows of each profile table")
     args = p.parse_args()
+    if args.profile:
+        profile_variant(args)
+        return
     if args.quick:
         args.tasks, args.repeat = min(args.tasks, 200), 1
     with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
@@ -382,6 +429,23 @@ def main() -> None:
         finally:
             bench.close()
     write_result(NAME, summary(values, bench.cpu, args), records(values, bench.cpu), args)
+
+
+def profile_variant(args: Any) -> None:
+    """`--profile`: print where one variant's worker spends its time."""
+    profile.py_spy()  # exits naming the fix when py-spy is missing
+    name = args.only or "project"
+    chosen = [v for v in variants(events_default=False) if v.name == name]
+    if not chosen:
+        raise SystemExit(f"--profile: no variant named {name!r}")
+    # enough messages for the whole sampling at ~1,000 tasks/s
+    tasks = max(args.tasks, int(1_000 * args.profile))
+    with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
+        bench = Bench(Path(tmp), tasks)
+        try:
+            print(bench.profile(chosen[0], args.profile, args.profile_top), flush=True)
+        finally:
+            bench.close()
 
 
 def records(

@@ -1,6 +1,6 @@
 """Enqueue through the API: `POST /jobs/add` against an endpoint that only LPUSHes and a hello.
 
-    .venv/bin/python -m bench.enqueue [--quick] [--repeat 5] [--duration 5] [--connections 4]
+    .venv/bin/python -m bench.enqueue [--quick] [--repeat 3] [--duration 5] [--connections 4]
                                       [--database sqlite --database postgresql]
 
 gunicorn runs as the chart runs web (`service/gunicorn_conf.py`, the chart's worker count, sync
@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import flask_migrate
 import redis
 import yaml
 
+from bench import profile
 from bench.common import interleave, parser, ratios, spread, summary_of, write_result
 from bench.web_app import MESSAGE_ENV
 from harness.auth import API_KEY, bearer
@@ -320,42 +320,16 @@ def served(kind: str, folder: Path) -> Iterator[tuple[str, redis.Redis]]:
 # - Where the time goes -----------------------------------------------------------------------
 
 
-def py_spy() -> str | None:
-    """py-spy from PATH or next to this Python (`pip install py-spy`)."""
-    beside = BIN / "py-spy"
-    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
-
-
 def profile_database(kind: str, args: Any, state: Path, generator: Callable[..., Run]) -> str:
     """Sample both gunicorn workers with py-spy while `args.profile_variant` is loaded; the
     share of samples each function is on the stack in (inclusive) and at its top (self)."""
-    exe = py_spy()
-    if exe is None:
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    profile.py_spy()  # exits naming the fix when py-spy is missing
     folder = state / kind
     with served(kind, folder) as (url, _):
         variant = VARIANTS[args.profile_variant]
         run_python(url, variant, args.warmup, args.connections, folder)
         spies = [
-            subprocess.Popen(
-                [
-                    exe,
-                    "record",
-                    "--pid",
-                    str(pid),
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "250",
-                    "--nonblocking",
-                    "--duration",
-                    str(round(args.profile)),
-                    "-o",
-                    str(folder / f"profile-{pid}.txt"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            profile.record(pid, args.profile, folder / f"profile-{pid}.txt")
             for pid in gunicorn_workers(folder / "gunicorn.log")
         ]
         time.sleep(0.5)  # py-spy attaches
@@ -367,7 +341,7 @@ def profile_database(kind: str, args: Any, state: Path, generator: Callable[...,
         f"{' with Idempotency-Key' if variant.idempotency else ''}, {run.rps:,.0f} req/s "
         f"while sampled"
     )
-    return head + "\n" + top_frames(sorted(folder.glob("profile-*.txt")), args.profile_top)
+    return head + "\n" + profile.top_frames(sorted(folder.glob("profile-*.txt")), args.profile_top)
 
 
 def gunicorn_workers(log: Path) -> list[int]:
@@ -384,36 +358,6 @@ def gunicorn_workers(log: Path) -> list[int]:
         if fields[1] == master[1]:
             children.append(int(stat.parent.name))
     return children
-
-
-def top_frames(paths: list[Path], top: int) -> str:
-    """py-spy's raw stacks (`frame;frame;... count`) as two tables: inclusive and self."""
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    total = 0
-    for path in paths:
-        for line in path.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            n = int(count)
-            total += n
-            frames = [_frame(f) for f in stack.split(";")]
-            for frame in set(frames):
-                inclusive[frame] += n
-            own[frames[-1]] += n
-    lines = [f"{total} samples; inclusive (on the stack):"]
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
-    lines.append("self (at the top of the stack):")
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top // 2)]
-    return "\n".join(lines)
-
-
-def _frame(raw: str) -> str:
-    """`function (path:line)` -> `function (package/module.py)`."""
-    match = re.match(r"(.*) \((.*?):\d+\)$", raw)
-    if match is None:
-        return raw
-    where = match[2].split("site-packages/")[-1].replace(str(ROOT) + "/", "")
-    return f"{match[1]} ({where})"
 
 
 def measure_database(
@@ -491,7 +435,7 @@ def summary(records: dict[str, Any], args: Any, generator: str) -> str:
 
 
 def main() -> None:
-    p = parser(NAME, __doc__.splitlines()[0])
+    p = parser(NAME, __doc__.splitlines()[0], repeat=3)
     p.add_argument("--duration", type=float, default=5.0, help="seconds of load per run")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds per variant, unmeasured")
     p.add_argument("--connections", type=int, default=4, help="concurrent clients")

@@ -60,6 +60,7 @@ def _before_publish(
     sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
 ) -> None:
     leave_limits_to_the_consumer(sender, headers)
+    lifecycle.stamp_not_a_job(headers)
     logs.carry_request_id(headers)
     # always: the exporter reads it for the oldest message's age, whoever counts
     metrics.stamp_publish_time(headers)
@@ -186,16 +187,21 @@ def connect_app(flask_app: Flask, celery_app: Celery) -> None:
             if metrics.enabled():
                 metrics.count_failed(sender, exception)
             dead_letter.record(flask_app, sender, task_id, exception, args, kwargs, einfo)
-            lifecycle.failed(flask_app, task_id, exception)
+            if lifecycle.may_have_row(sender.request):
+                lifecycle.failed(flask_app, task_id, exception)
 
-    # Pool child: the job's row follows its task (jobs enqueued by the API; others have none).
-    # A task whose `started` moved no row has none to finish either: one transaction, not two.
+    # Pool child: the job's row follows its task (jobs enqueued by the API; others have none,
+    # and their messages say so). A task whose `started` moved no row has none to finish
+    # either: one transaction, not two.
     rowless: set[str] = set()
 
     @task_prerun.connect(weak=False)
     def _job_started(sender: Task | None = None, task_id: str = "", **_: Any) -> None:
         if sender is not None and sender.app is celery_app and task_id:
-            if lifecycle.started(flask_app, task_id) is False:
+            if (
+                not lifecycle.may_have_row(sender.request)
+                or lifecycle.started(flask_app, task_id) is False
+            ):
                 rowless.add(task_id)
 
     @task_retry.connect(weak=False)
@@ -203,7 +209,8 @@ def connect_app(flask_app: Flask, celery_app: Celery) -> None:
         sender: Task | None = None, request: Any = None, reason: Any = None, **_: Any
     ) -> None:
         if sender is not None and sender.app is celery_app and request is not None:
-            lifecycle.retrying(flask_app, request.id, reason)
+            if lifecycle.may_have_row(request):
+                lifecycle.retrying(flask_app, request.id, reason)
 
     @task_postrun.connect(weak=False)
     def _job_succeeded(

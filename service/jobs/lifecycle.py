@@ -5,7 +5,9 @@
 limit (`task_failure`). Each write is one short transaction of its own, after the task's own
 transaction has committed or rolled back, so a failure to write the row is logged and never
 fails the task or undoes its effect. Only jobs enqueued through the API have a row (the task id
-is the job id); any other task (beat's runs, a fan-out's sub-tasks) updates nothing.
+is the job id); any other task (beat's runs, a fan-out's sub-tasks) updates nothing, and, since
+its message says so (`JOB_HEADER`, stamped on every message this code publishes), does not even
+look for a row.
 
 A final state is final: a redelivered message of a finished job (the ledger makes it a no-op)
 does not move its row back to `started`.
@@ -34,6 +36,22 @@ FINAL = ("succeeded", "failed", "dead_lettered")
 MAX_ERROR = 2000
 #: Largest return value kept whole in `result_summary`, bytes of JSON.
 MAX_VALUE_BYTES = 4096
+#: The message header that says whether its task id is a job's (True: `outbox` published it
+#: for a row) or not (False: anything else this code publishes). A retry carries it over, as
+#: Celery does with custom headers. A message without it comes from a publisher older than the
+#: header: its row, if any, is looked for.
+JOB_HEADER = "flask_celery_job"
+
+
+def stamp_not_a_job(headers: dict[str, Any] | None) -> None:
+    """Mark an outgoing message as no job's, unless its publisher said it is one."""
+    if headers is not None:
+        headers.setdefault(JOB_HEADER, False)
+
+
+def may_have_row(request: Any) -> bool:
+    """Whether the task running under `request` (its context) may be a job with a row."""
+    return getattr(request, JOB_HEADER, None) is not False
 
 
 def started(app: Flask, task_id: str) -> bool | None:

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +32,7 @@ import sqlalchemy as sa
 from celery import Celery
 from flask import Flask
 
+from .. import redis_options
 from ..data.db import UTCDateTime, db, utcnow
 from ..data.models import Job
 from . import lifecycle
@@ -239,34 +238,9 @@ def _probe(conn: Any) -> None:
     channel = conn.default_channel  # AMQP: its channel; Redis: a channel, which pings
     acquire = getattr(channel, "conn_or_acquire", None)
     if acquire is not None:  # Redis: the pool a publish takes its connection from
-        _reuse_one_client(channel)
+        redis_options.reuse_one_client(channel)
         with channel.conn_or_acquire() as client:
             client.ping()
-
-
-def _reuse_one_client(channel: Any) -> None:
-    """Make a kombu Redis channel run its commands through one client instead of a new one
-    each time.
-
-    kombu builds a client for every command (`Channel.conn_or_acquire`), and a redis-py client
-    registers some 170 response callbacks when it is made: the probe and the LPUSH cost more
-    CPU in building clients than in anything else of a publish. A client holds no connection
-    of its own (it takes one from the channel's pool per command), so one per channel does
-    the same; the channel lives as long as its pooled connection.
-    """
-    if getattr(channel, _ONE_CLIENT, False):
-        return
-    client = channel._create_client()
-
-    @contextmanager
-    def conn_or_acquire(given: Any = None) -> Iterator[Any]:
-        yield given or client
-
-    channel.conn_or_acquire = conn_or_acquire
-    setattr(channel, _ONE_CLIENT, True)
-
-
-_ONE_CLIENT = "_flask_celery_one_client"
 
 
 def _send(celery_app: Celery, job: Job, conn: Any) -> None:
@@ -277,6 +251,7 @@ def _send(celery_app: Celery, job: Job, conn: Any) -> None:
         "connection": conn,
         "retry": False,
         "ignore_result": True,
+        "headers": {lifecycle.JOB_HEADER: True},
     }
     if job.eta is not None:
         options["eta"] = job.eta

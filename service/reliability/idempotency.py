@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -29,27 +30,36 @@ log = logging.getLogger(__name__)
 DUPLICATE = "duplicate"
 
 
-def recorded(key: str) -> LedgerEntry | None:
-    """The ledger entry for `key`, if the effect has happened."""
-    return db.session.execute(db.select(LedgerEntry).filter_by(key=key)).scalar_one_or_none()
+#: The ledger's table: its statements go through SQLAlchemy Core, not the ORM, since they run
+#: once per task and the ORM's unit of work costs more than the statements (0.5 of 1.4 ms per
+#: task on SQLite, the commit's disk flush included).
+LEDGER = LedgerEntry.__table__
+
+
+def recorded(key: str) -> sa.Row[Any] | None:
+    """The ledger entry for `key` (`key`, `task_id`, `result`), if the effect has happened."""
+    query = sa.select(LEDGER.c.key, LEDGER.c.task_id, LEDGER.c.result).where(LEDGER.c.key == key)
+    return db.session.connection().execute(query).first()
 
 
 def record(key: str, task_name: str, task_id: str | None, result: Any) -> bool:
     """Insert `key` unless present; False when another run recorded it first."""
-    dialect = db.session.get_bind().dialect.name
-    insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    connection = db.session.connection()
+    insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[
+        connection.dialect.name
+    ]
     statement: Any = (
-        insert(LedgerEntry)
+        insert(LEDGER)
         .values(key=key, task_name=task_name, task_id=task_id, result=result)
         .on_conflict_do_nothing(index_elements=["key"])
-        # RETURNING, not rowcount: through the ORM, PostgreSQL reports rowcount -1 for this
-        # statement whether or not a row went in
-        .returning(LedgerEntry.id)
+        # RETURNING, not rowcount: PostgreSQL may report rowcount -1 for this statement
+        # whether or not a row went in
+        .returning(LEDGER.c.id)
     )
-    return db.session.execute(statement).first() is not None
+    return connection.execute(statement).first() is not None
 
 
-def duplicate_result(entry: LedgerEntry) -> dict[str, Any]:
+def duplicate_result(entry: Any) -> dict[str, Any]:
     """What a duplicate run returns: the first run's result, marked."""
     return {
         "status": DUPLICATE,

@@ -8,6 +8,7 @@ test tasks. Jobs of the test tasks are enqueued the way the API enqueues (the ro
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from harness.postgres import Database
 from harness.processes import wait_until
 from service.data.db import db
 from service.data.models import DeadLetter, Job
-from service.jobs.lifecycle import STATES, settle_dead_letters
+from service.jobs.lifecycle import JOB_HEADER, STATES, settle_dead_letters
 from service.jobs.outbox import publish
 
 #: The guarantees hold on both databases the service supports (the chart's is PostgreSQL).
@@ -58,6 +59,28 @@ def enqueue_test_task(stack: Stack, task: str, *args: Any, owner: str = "tests-a
         publish(stack.celery, job)
         db.session.remove()
     return job_id
+
+
+def queued_row(stack: Stack, task: str, *args: Any) -> str:
+    """A job row in state `queued` for `task(*args)`, not published; its id."""
+    job_id = str(uuid4())
+    with stack.app.app_context():
+        db.session.add(Job(id=job_id, kind="test", task_name=task, queue="default",
+                           owner="tests-all", request_fingerprint="-", state="queued",
+                           task_args=list(args)))  # fmt: skip
+        db.session.commit()
+        db.session.remove()
+    return job_id
+
+
+def row_state(stack: Stack, job_id: str) -> tuple[str, int]:
+    """The row's state and attempts."""
+    with stack.app.app_context():
+        job = db.session.get(Job, job_id)
+        assert job is not None
+        state = (job.state, job.attempts)
+        db.session.remove()
+    return state
 
 
 def watch(client: FlaskClient, job_id: str, timeout: float = 30) -> tuple[list[str], Any]:
@@ -125,6 +148,35 @@ def test_a_transient_failure_is_retried_and_the_row_counts_both_attempts(
         job = db.session.get(Job, job_id)
         assert job is not None and job.last_error == "TransientError: tests.flaky 7: first attempt"
         db.session.remove()
+
+
+def test_only_a_job_message_moves_a_row_and_one_without_the_mark_still_does(
+    stack: Stack,
+) -> None:
+    """A task that is no job does no job-row write (its message says so), and a message from a
+    publisher older than the mark is still treated as a possible job: its row moves."""
+    not_a_job, unmarked = (queued_row(stack, "tests.effect", n) for n in (9_101, 9_102))
+    broker = stack.broker()
+    # this code's publish of a task that is not a job (held in a queue no worker here reads):
+    # a row with its id must stay as it is
+    sent = stack.celery.send_task("tests.effect", args=(9_101,), task_id=not_a_job, queue="exports")
+    assert sent.id == not_a_job
+    # the same task published as an older publisher did: no mark at all
+    stack.celery.send_task("tests.effect", args=(9_102,), task_id=unmarked, queue="exports")
+    messages = [json.loads(m) for m in broker.lrange("exports", 0, -1)]
+    assert [m["headers"][JOB_HEADER] for m in messages] == [False, False]
+    for message in messages:
+        if message["headers"]["id"] == unmarked:
+            del message["headers"][JOB_HEADER]
+        message["properties"]["delivery_info"]["routing_key"] = "default"
+        broker.lpush("default", json.dumps(message))
+    broker.delete("exports")
+
+    wait_until(lambda: stack.effects()[9_101] == stack.effects()[9_102] == 1, timeout=30)
+    # acknowledged once every receiver in the child has run (acks_late)
+    wait_until(lambda: not broker.llen("default") and not broker.hlen("unacked"), timeout=30)
+    assert row_state(stack, not_a_job) == ("queued", 0)
+    assert row_state(stack, unmarked) == ("succeeded", 1)
 
 
 def test_a_permanent_failure_is_dead_lettered_and_says_why(

@@ -33,7 +33,7 @@ def _nothing(*_: Any, **__: Any) -> None:
 if OFF - set(PIECES):
     raise SystemExit(f"BENCH_OFF: unknown piece(s) {sorted(OFF - set(PIECES))}; known: {PIECES}")
 if "inflight" in OFF:
-    inflight.on_received = inflight.on_finished = _nothing  # type: ignore[assignment]
+    inflight.track_in_pipelines = _nothing  # type: ignore[assignment]
 if "heartbeat" in OFF:
     steps = celery_app.steps["consumer"]
     for step in [s for s in steps if isinstance(s, type) and issubclass(s, heartbeat.Heartbeat)]:

@@ -17,7 +17,7 @@ from flask import Flask
 from . import budget, signals
 from .data.db import db
 from .reliability.dead_letter import DeadLetterDrain
-from .worker.channels import OneClientPerChannel
+from .worker.channels import ConsumerChannel
 from .worker.heartbeat import Heartbeat
 from .worker.pools import PoolGuard
 from .worker.scaling import ScalerDatabaseGuard
@@ -46,7 +46,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.steps["worker"].add(ScalerDatabaseGuard.expecting(app.config["KEDA_DATABASE_INDEX"]))
     celery_app.steps["consumer"].add(Heartbeat.writing_to(app.config["WORKER_HEARTBEAT_FILE"]))
     celery_app.steps["consumer"].add(DeadLetterDrain.for_app(app))
-    celery_app.steps["consumer"].add(OneClientPerChannel)
+    celery_app.steps["consumer"].add(ConsumerChannel)
     budget.check(celery_app.conf, [t.time_limit for t in celery_app.tasks.values()])
     signals.connect_app(app, celery_app)
     app.extensions["celery"] = celery_app

@@ -47,7 +47,6 @@ from .observability import logging as logs
 from .observability import metrics
 from .reliability import dead_letter
 from .reliability.task import leave_limits_to_the_consumer
-from .worker import inflight
 
 __all__ = ["connect_app"]
 
@@ -98,7 +97,6 @@ def _refuse_unknown_queues(
 
 @task_received.connect
 def _task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    inflight.on_received(request, sender)
     dead_letter.remember_delivery(request)
     if metrics.enabled() and request is not None:
         metrics.count_received(request)
@@ -106,8 +104,6 @@ def _task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 
 @task_revoked.connect
 def _task_revoked(sender: Task | None = None, request: Any = None, **_: Any) -> None:
-    # `request` is the message's context here, whose `task` is the name; the task is the sender
-    inflight.on_revoked(sender, request)
     if metrics.enabled() and sender is not None and request is not None:
         metrics.count_revoked(sender, request)
 
@@ -141,7 +137,6 @@ def _task_retry(request: Any = None, **_: Any) -> None:
 
 @task_postrun.connect
 def _task_postrun(sender: Task | None = None, task_id: str | None = None, **_: Any) -> None:
-    inflight.on_finished(sender, task_id)
     if metrics.enabled() and sender is not None and task_id:
         metrics.task_finished(sender, task_id)
 

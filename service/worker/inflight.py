@@ -4,24 +4,29 @@ A message a worker has taken lives in Celery's unacked set, not in the queue's l
 list length alone under-counts work and KEDA would scale a busy group to zero. Each worker
 therefore keeps, per queue, a sorted set `flask_celery:inflight:<queue>` in the broker's
 database: members are task ids, scores the time by which the task must be over (its start plus
-its hard time limit plus a margin, `service.budget.inflight_deadline`). An id is added when the
-worker receives the message and removed when the task ends; the ids of a killed worker expire
-by their score and are pruned by any worker of the queue (`service.worker.heartbeat`). KEDA's
-Redis lists trigger counts a sorted set with ZCARD.
+its hard time limit plus a margin, `service.budget.inflight_deadline`). KEDA's Redis lists
+trigger counts a sorted set with ZCARD.
 
-The receivers in `service.signals` call in: `task_received` in the worker's main process,
-`task_postrun` in the pool child that ran the task; both reach Redis over their own connection.
-Scaling data must never fail a task, so Redis errors are logged, not raised.
+The entries ride in the commands kombu's Redis transport sends anyway (`track_in_pipelines`,
+installed on the consumer's channel by `service.worker.channels`): an id is added in the same
+MULTI/EXEC that records the delivery in kombu's unacked set, and removed in the one that
+acknowledges it, rejects it or puts it back in its queue. So an entry lives exactly as long as
+the message is held by this worker, at no round trip of its own and no Redis command in the
+pool processes. The ids of a killed worker expire by their score and are pruned by any worker
+of the queue (`service.worker.heartbeat`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import redis
-from celery import Celery, Task
+from celery import Celery
 
 from .. import budget, redis_options
 
@@ -53,21 +58,6 @@ def _queue_of(delivery_info: dict[str, Any] | None) -> str | None:
     return info.get("routing_key") or info.get("queue") or None
 
 
-def track(app: Celery, queue: str, task_id: str, deadline: float) -> None:
-    """Count `task_id` as in flight on `queue` until it ends or `deadline` passes."""
-    client = broker_client(app)
-    if client is not None:
-        # one command on the main process' path; expired entries are the heartbeat's (`prune`)
-        client.zadd(inflight_key(queue), {task_id: deadline})
-
-
-def untrack(app: Celery, queue: str, task_id: str) -> None:
-    """Stop counting `task_id` on `queue`."""
-    client = broker_client(app)
-    if client is not None:
-        client.zrem(inflight_key(queue), task_id)
-
-
 def prune(app: Celery, queues: list[str]) -> None:
     """Drop entries whose deadline has passed (their worker died with them)."""
     client = broker_client(app)
@@ -79,52 +69,72 @@ def prune(app: Celery, queues: list[str]) -> None:
     pipe.execute()
 
 
-def deadline_of(request: Any, consumer: Any) -> float:
-    """When a received task must be over: its start (its eta, if later) plus its hard limit."""
-    eta = request.eta
-    start = eta.timestamp() if eta is not None and hasattr(eta, "timestamp") else time.time()
-    message_limit = (getattr(request, "time_limits", None) or (None, None))[0]  # (hard, soft)
-    hard = budget.hard_limit(
-        message_limit,
-        request.task.time_limit,
-        getattr(getattr(consumer, "controller", None), "time_limit", None),
-        request.task.app.conf.task_time_limit,
-    )
+def deadline_of(headers: Mapping[str, Any], app: Celery, worker_limit: float | None) -> float:
+    """When the task of a message with `headers` must be over: its start (its eta, if later)
+    plus the hard limit it will run under (`service.budget.hard_limit`)."""
+    start = time.time()
+    eta = headers.get("eta")
+    if isinstance(eta, str):
+        try:
+            start = max(start, datetime.fromisoformat(eta).timestamp())
+        except ValueError:
+            pass  # Celery would refuse the message; its entry counts from now
+    message_limit = (headers.get("timelimit") or (None, None))[0]  # (hard, soft)
+    task = app.tasks.get(str(headers.get("task")))
+    task_limit = task.time_limit if task is not None else None
+    hard = budget.hard_limit(message_limit, task_limit, worker_limit, app.conf.task_time_limit)
     return budget.inflight_deadline(start, hard)
 
 
-def on_received(request: Any, consumer: Any) -> None:
-    """A worker took a message: count its task until it ends."""
-    queue = _queue_of(getattr(request, "delivery_info", None))
-    if request is None or queue is None:
-        return
-    try:
-        track(request.task.app, queue, request.id, deadline_of(request, consumer))
-    except redis.RedisError as exc:
-        log.warning("could not record in-flight task %s: %s", request.id, exc)
+def track_in_pipelines(qos: Any, deadline: Callable[[Mapping[str, Any]], float]) -> None:
+    """Make kombu's Redis `qos` (a channel's delivery bookkeeping) add a message's in-flight
+    entry in the pipeline that records its delivery, and remove it in every pipeline that
+    takes the delivery off its unacked set (acknowledged, rejected, restored).
 
-
-def on_finished(task: Task | None, task_id: str | None) -> None:
-    """A task ended (in the pool child that ran it): stop counting it."""
-    queue = _queue_of(getattr(task.request, "delivery_info", None)) if task else None
-    if task is None or queue is None or task_id is None:
-        return
-    try:
-        untrack(task.app, queue, task_id)
-    except redis.RedisError as exc:
-        log.warning("could not clear in-flight task %s: %s", task_id, exc)
-
-
-def on_revoked(task: Task | None, request: Any) -> None:
-    """A received task was revoked before it ran: stop counting it.
-
-    `request` is the message's context, whose `task` is only the task's name: the app comes
-    from `task`, the signal's sender.
+    `deadline` gives an entry's score from the message's headers. Another transport's QoS, or
+    one already tracking, is left alone.
     """
-    queue = _queue_of(getattr(request, "delivery_info", None))
-    if task is None or request is None or queue is None:
+    if getattr(qos, _TRACKING, False) or not hasattr(qos, "_remove_from_indices"):
         return
-    try:
-        untrack(task.app, queue, request.id)
-    except redis.RedisError as exc:
-        log.warning("could not clear revoked task %s: %s", request.id, exc)
+    append, pipe_or_acquire, remove = qos.append, qos.pipe_or_acquire, qos._remove_from_indices
+    adding: list[tuple[str, str, float]] = []
+
+    @contextmanager
+    def pipe_with_entries(pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        with pipe_or_acquire(pipe, client) as opened:
+            while adding:
+                key, task_id, score = adding.pop()
+                opened.zadd(key, {task_id: score})
+            yield opened
+
+    def append_tracked(message: Any, delivery_tag: Any) -> None:
+        entry = _entry_of(message)
+        if entry is not None:
+            adding.append((*entry, deadline(message.headers)))
+        append(message, delivery_tag)  # its pipeline comes from `pipe_with_entries`
+
+    def remove_tracked(delivery_tag: Any, pipe: Any = None) -> Any:
+        pipeline = remove(delivery_tag, pipe)
+        message = qos._delivered.get(delivery_tag)
+        entry = _entry_of(message) if message is not None else None
+        if entry is not None:
+            pipeline.zrem(*entry)
+        return pipeline
+
+    qos.pipe_or_acquire = pipe_with_entries
+    qos.append = append_tracked
+    qos._remove_from_indices = remove_tracked
+    setattr(qos, _TRACKING, True)
+
+
+_TRACKING = "_flask_celery_tracks_inflight"
+
+
+def _entry_of(message: Any) -> tuple[str, str] | None:
+    """The in-flight set and member of a delivered task message; None for anything else."""
+    headers = getattr(message, "headers", None) or {}
+    queue = _queue_of(getattr(message, "delivery_info", None))
+    task_id = headers.get("id")
+    if queue is None or not isinstance(task_id, str):
+        return None
+    return inflight_key(queue), task_id

@@ -1,56 +1,103 @@
-"""The worker's consumer channel and the publisher's channel reuse one Redis client.
+"""What a worker changes in its consumer channel, against a real redis-server and kombu.
 
-kombu's Redis channel builds a redis-py client for every command outside its BRPOP loop; the
-service makes each channel keep one (`service.redis_options.reuse_one_client`), through the
-consumer step `OneClientPerChannel` in workers. Against a real redis-server: the step patches
-the consumer's channel, and a message still goes the whole way through it (delivered, recorded
-in kombu's unacked set, acknowledged, gone).
+The consumer step `ConsumerChannel` makes the channel reuse one Redis client
+(`service.redis_options.reuse_one_client`) and keep the in-flight sets KEDA counts inside the
+pipelines kombu sends anyway (`service.worker.inflight.track_in_pipelines`): an entry appears
+with the delivery, and goes with its acknowledgement, its rejection or its return to the queue.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
+import pytest
+import redis
 from celery import Celery
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 from harness.redis_server import RedisServer
 from service.factory import create_app
-from service.worker.channels import OneClientPerChannel
+from service.worker.channels import ConsumerChannel
+from service.worker.inflight import inflight_key
+
+QUEUE = "one-client"
+WORKER_LIMIT = 120
 
 
-def test_the_consumer_step_makes_its_channel_reuse_one_client_and_messages_still_flow(
-    redis_server: RedisServer,
-) -> None:
+@pytest.fixture
+def channel(redis_server: RedisServer) -> Iterator[tuple[Any, list[Any], redis.Redis]]:
+    """A kombu channel on database 7, consuming QUEUE, after the step started on it; the
+    messages it receives; a client of the same database."""
     url = redis_server.url(7)
-    queue = Queue("one-client", Exchange("one-client"), routing_key="one-client")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    queue = Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE)
+    received: list[Any] = []
     with Connection(url) as connection:
-        channel = connection.channel()
-        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
-            assert first is not second  # kombu's own: a client per command
-
-        received: list[bytes] = []
-        consumer = Consumer(channel, [queue], callbacks=[lambda body, message: received.append(
-            message)], accept=["json"])  # fmt: skip
-        OneClientPerChannel(SimpleNamespace(), app=Celery()).start(
-            SimpleNamespace(task_consumer=consumer)
-        )
-        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
-            assert first is second
-
-        Producer(channel).publish({"n": 1}, exchange=queue.exchange, routing_key="one-client",
-                                  declare=[queue], serializer="json")  # fmt: skip
-        consumer.qos(prefetch_count=1)
+        chan = connection.channel()
+        consumer = Consumer(chan, [queue], callbacks=[lambda _, m: received.append(m)],
+                            accept=["json"])  # fmt: skip
+        parent = SimpleNamespace(task_consumer=consumer, app=Celery(),
+                                 controller=SimpleNamespace(time_limit=WORKER_LIMIT))  # fmt: skip
+        ConsumerChannel(parent, app=parent.app).start(parent)
+        consumer.qos(prefetch_count=2)
         with consumer:
-            connection.drain_events(timeout=5)
-            assert len(received) == 1
-            with channel.conn_or_acquire() as client:
-                assert client.hlen(channel.unacked_key) == 1  # recorded through the one client
-            received[0].ack()  # type: ignore[attr-defined]
-            with channel.conn_or_acquire() as client:
-                assert client.hlen(channel.unacked_key) == 0
-                assert client.llen("one-client") == 0
+            chan.received = received
+            chan.publish = lambda task_id: Producer(chan).publish(
+                {}, exchange=queue.exchange, routing_key=QUEUE, declare=[queue],
+                serializer="json", headers={"id": task_id, "task": "tests.sleep"},
+            )  # fmt: skip
+            yield chan, received, client
+
+
+def deliver(chan: Any, received: list[Any], task_id: str) -> Any:
+    chan.publish(task_id)
+    chan.connection.client.drain_events(timeout=5)
+    return received[-1]
+
+
+def test_the_channel_reuses_one_client(channel: tuple[Any, list[Any], redis.Redis]) -> None:
+    chan, _, _ = channel
+    with chan.conn_or_acquire() as first, chan.conn_or_acquire() as second:
+        assert first is second
+    with Connection(chan.connection.client.as_uri()) as other:  # kombu's own, for contrast
+        plain = other.channel()
+        with plain.conn_or_acquire() as first, plain.conn_or_acquire() as second:
+            assert first is not second
+
+
+def test_an_entry_lives_from_the_delivery_to_the_acknowledgement(
+    channel: tuple[Any, list[Any], redis.Redis],
+) -> None:
+    chan, received, client = channel
+    before = time.time()
+    message = deliver(chan, received, "task-1")
+    assert client.hlen(chan.unacked_key) == 1
+    entries = client.zrange(inflight_key(QUEUE), 0, -1, withscores=True)
+    assert [member for member, _ in entries] == [b"task-1"]
+    # the worker's hard limit, for a task the app does not know, plus the margin
+    assert before + WORKER_LIMIT <= entries[0][1] <= time.time() + WORKER_LIMIT + 31
+    message.ack()
+    assert client.zcard(inflight_key(QUEUE)) == 0
+    assert client.hlen(chan.unacked_key) == 0
+
+
+def test_an_entry_goes_with_a_rejection_and_a_return_to_the_queue(
+    channel: tuple[Any, list[Any], redis.Redis],
+) -> None:
+    chan, received, client = channel
+    dropped = deliver(chan, received, "task-dropped")
+    requeued = deliver(chan, received, "task-requeued")
+    assert client.zcard(inflight_key(QUEUE)) == 2
+    dropped.reject()
+    assert client.zrange(inflight_key(QUEUE), 0, -1) == [b"task-requeued"]
+    requeued.reject(requeue=True)
+    assert client.zcard(inflight_key(QUEUE)) == 0
+    assert client.llen(QUEUE) == 1  # back in its list, where KEDA counts it
 
 
 def test_every_worker_of_the_app_runs_the_step() -> None:
-    assert OneClientPerChannel in create_app().extensions["celery"].steps["consumer"]
+    assert ConsumerChannel in create_app().extensions["celery"].steps["consumer"]

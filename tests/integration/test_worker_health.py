@@ -15,7 +15,7 @@ import redis
 from harness.processes import stop, wait_until
 from harness.redis_server import RedisServer
 from harness.stack import INCLUDE_TEST_TASKS, celery_client, start_worker
-from service.worker.inflight import inflight_key, prune, track
+from service.worker.inflight import inflight_key, prune
 from service.worker.registry import live_workers
 
 
@@ -137,8 +137,8 @@ def test_prune_drops_only_entries_past_their_deadline(
     own_redis: RedisServer, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     celery_app: Any = celery_client(env_for(own_redis, stack_env, tmp_path))
-    track(celery_app, "pdf", "dead-worker-task", time.time() - 1)
-    track(celery_app, "pdf", "running-task", time.time() + 100)
+    client = redis.Redis.from_url(own_redis.url(0))
+    client.zadd(inflight_key("pdf"), {"dead-worker-task": time.time() - 1})
+    client.zadd(inflight_key("pdf"), {"running-task": time.time() + 100})
     prune(celery_app, ["pdf"])
-    members = redis.Redis.from_url(own_redis.url(0)).zrange(inflight_key("pdf"), 0, -1)
-    assert members == [b"running-task"]
+    assert client.zrange(inflight_key("pdf"), 0, -1) == [b"running-task"]

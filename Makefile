@@ -64,6 +64,7 @@ test: venv redis postgres prometheus helm checkov podman
 
 .PHONY: bench  ## Benchmarks (bench/), each against its baseline in the same run; writes BENCHMARKS.md and bench/plots
 bench: venv redis postgres helm
+	@bash scripts/ensure-wrk.sh
 	$(BIN)/python -m bench.report --run
 
 .PHONY: image-test  ## Only the image tests: build it (cached) and run web, a worker and beat as the chart does

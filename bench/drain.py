@@ -3,14 +3,17 @@
     python -m bench.drain [--tasks 2000] [--repeat 3] [--only NAME,...] [--quick] [--out DIR]
     python -m bench.drain --profile SECONDS [--only NAME]
 
-Starts its own redis-server and SQLite database. Every variant drains the same N messages:
-they are enqueued first and set aside, the worker is started and ready, the messages are
-put back in its queue at once (RENAME), and the rate is N over the time from the first message
-taken to the last acknowledged. Variants, interleaved over the repetitions:
+Starts its own redis-server, SQLite database and, for the PostgreSQL variants, PostgreSQL.
+Every variant drains the same N messages: they are enqueued first and set aside, the worker is
+started and ready, the messages are put back in its queue at once (RENAME), and the rate is N
+over the time from the first message taken to the last acknowledged. Variants, interleaved over
+the repetitions:
 
 - `bare`: a plain `Celery()` app (`bench.bare_celery`), the project's delivery settings, INFO;
 - `project`: the project's worker as it ships (`bench.project_worker`), JSON logs at INFO,
-  metrics served, a `job_task` with an idempotency key (one ledger row per task);
+  metrics served, a `job_task` with an idempotency key (one ledger row per task), on SQLite;
+- `project, PostgreSQL` and `project -ledger, PostgreSQL`: the same on a PostgreSQL server of
+  the benchmark's own (fsync on, as the chart's), the database production runs on;
 - `project -X`: the same with one piece switched off (`-ledger`: a `job_task` without a key;
   `-app context`: a plain Celery task on the project's worker; `-INFO logs`: WARNING;
   `-metrics`, `-inflight`, `-heartbeat`, `-job rows`) or, for task events, switched the other way
@@ -34,7 +37,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -47,17 +49,23 @@ from uuid import uuid4
 
 import flask_migrate
 import redis
+import sqlalchemy as sa
 from celery import Celery
 
 from bench import profile
 from bench.common import interleave, parser, ratios, spread, summary_of, write_result
+from harness.postgres import Postgres, empty_database_url, postgres_bindir
 from harness.processes import free_port, stop, wait_until
 from harness.redis_server import RedisServer
 from harness.stack import BIN, ROOT, spawn, stack_environment, stack_flask_app
+from service.data.db import db
+from service.data.models import LedgerEntry
 
 NAME = "drain"
 TARGET = 0.95
 CONCURRENCY = 2
+#: The name of redis-benchmark's figure.
+CEILING = "redis LPUSH+RPOP"
 #: Where the enqueued messages wait while a worker starts (database 15 of the same server).
 TEMPLATE_DB = 15
 
@@ -74,6 +82,8 @@ class Variant:
     off: tuple[str, ...] = ()
     loglevel: str = "INFO"
     bare: bool = False
+    #: "sqlite" or "postgresql": the database the project's worker writes its rows to.
+    database: str = "sqlite"
 
 
 def variants(events_default: bool) -> list[Variant]:
@@ -83,7 +93,9 @@ def variants(events_default: bool) -> list[Variant]:
     return [
         Variant("bare", "celery", task="bench.noop", bare=True),
         Variant("project", "celery"),
+        Variant("project, PostgreSQL", "celery", database="postgresql"),
         Variant("project -ledger", "celery", task="bench.noop"),
+        Variant("project -ledger, PostgreSQL", "celery", task="bench.noop", database="postgresql"),
         Variant("project -app context", "celery", task="bench.plain"),
         Variant("project -INFO logs", "celery", loglevel="WARNING"),
         Variant("project -metrics", "celery", env={"FLASK_METRICS_ENABLED": "false"}),
@@ -118,10 +130,12 @@ QUEUE_KEYS = {
 
 
 class Bench:
-    """One redis-server, one SQLite database, and the enqueued workloads, for every variant."""
+    """One redis-server, one SQLite database (and a PostgreSQL one, started when a variant first
+    asks), and the enqueued workloads, for every variant."""
 
     def __init__(self, state: Path, tasks: int) -> None:
         self.state, self.tasks = state, tasks
+        self.postgres: Postgres | None = None
         self.server = RedisServer(state / "redis").start()
         self.url = self.server.url(0)
         self.client = redis.Redis.from_url(self.url)
@@ -140,6 +154,8 @@ class Bench:
         logging.getLogger().setLevel(logging.WARNING)  # this process' own lines (migrations)
         with self.app.app_context():
             flask_migrate.upgrade()
+        #: The environment (and app) per database; PostgreSQL's is added on first use.
+        self.envs, self.apps = {"sqlite": self.env}, {"sqlite": self.app}
         self.runs = 0
         #: Per variant and run: CPU milliseconds per task of the worker's main process and of
         #: its children, a figure that other load on the machine disturbs less than the rate.
@@ -147,6 +163,19 @@ class Bench:
 
     def close(self) -> None:
         self.server.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def environment(self, database: str) -> dict[str, str]:
+        """The workers' environment on `database`, its server started and migrated first."""
+        if database not in self.envs:
+            self.postgres = Postgres(postgres_bindir()).start()
+            url = empty_database_url(self.postgres, self.state)
+            self.envs[database] = {**self.env, "FLASK_SQLALCHEMY_DATABASE_URI": url}
+            self.apps[database] = stack_flask_app(self.envs[database])
+            with self.apps[database].app_context():
+                flask_migrate.upgrade()
+        return self.envs[database]
 
     # - the workload, enqueued once per kind of message ---------------------------------------
 
@@ -258,8 +287,11 @@ class Bench:
 
     def reset(self) -> None:
         self.client.flushdb()
-        with sqlite3.connect(self.state / "db.sqlite") as db:
-            db.execute("DELETE FROM task_ledger")
+        for app in self.apps.values():
+            with app.app_context():
+                db.session.execute(sa.delete(LedgerEntry))
+                db.session.commit()
+                db.session.remove()
 
     def first_taken(self, queue: str, proc: subprocess.Popen[bytes], log: Path) -> float:
         """The moment the worker took its first message from the queue."""
@@ -308,7 +340,7 @@ class Bench:
 
     def start_celery(self, variant: Variant, log: Path) -> subprocess.Popen[bytes]:
         node = f"bench-{uuid4().hex[:8]}@localhost"
-        env = {**self.env, **variant.env}
+        env = {**self.environment(variant.database), **variant.env}
         if variant.bare:
             module = "bench.bare_celery"
         else:
@@ -393,7 +425,7 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-QUICK = ("bare", "project")
+QUICK = ("bare", "project", "project, PostgreSQL")
 
 
 def main() -> None:
@@ -424,11 +456,18 @@ def main() -> None:
             measures: dict[str, Callable[[], float]] = {
                 v.name: (lambda v=v: bench.run(v)) for v in chosen
             }
-            measures["redis LPUSH+RPOP"] = bench.redis_ceiling
+            measures[CEILING] = bench.redis_ceiling
             values = interleave(measures, args.repeat)
         finally:
             bench.close()
     write_result(NAME, summary(values, bench.cpu, args), records(values, bench.cpu), args)
+
+
+def _rank(order: list[str], name: str) -> int:
+    if name in order:
+        return order.index(name)
+    # a flipped events variant: `+events` or `-events`, whichever the default makes it
+    return order.index("project +events") if name.endswith("events") else len(order)
 
 
 def profile_variant(args: Any) -> None:
@@ -472,7 +511,33 @@ def records(
             if "bare" in cpu:
                 out[name]["cpu_ratio_bare_to_this"] = cpu_ratios(cpu[name], cpu["bare"])
     out["target"] = {"project_to_bare": TARGET}
+    out["table"] = table_of(out)
     return out
+
+
+def table_of(records: dict[str, Any]) -> dict[str, Any]:
+    """Every variant's rate, ratio to bare and CPU per task, for BENCHMARKS.md."""
+
+    def fmt(summary: dict[str, float] | None, spec: str) -> str:
+        if not summary:
+            return ""
+        return f"{summary['median']:{spec}} [{summary['min']:{spec}}..{summary['max']:{spec}}]"
+
+    order = [v.name for v in variants(events_default=False)] + [CEILING]
+    rows = []
+    for name, record in sorted(records.items(), key=lambda item: _rank(order, item[0])):
+        if not isinstance(record, dict) or "tasks_per_second" not in record:
+            continue
+        cpu = record.get("cpu_ms_per_task") or {}
+        rows.append([
+            "bare Celery" if name == "bare" else name,
+            fmt(record["summary"], ",.0f"),
+            fmt(record["ratio_summary"], ".2f") if name != "bare" else "1",
+            fmt(cpu.get("main_summary"), ".2f"),
+            fmt(cpu.get("children_summary"), ".2f"),
+        ])  # fmt: skip
+    columns = ["variant", "tasks/s", "of bare", "CPU ms/task, main process", "pool processes"]
+    return {"columns": columns, "rows": rows}
 
 
 def cpu_ratios(cpu: list[tuple[float, float]], bare: list[tuple[float, float]]) -> list[float]:

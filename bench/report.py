@@ -30,7 +30,8 @@ README = ROOT / "README.md"
 #: The drain variants the README compares: bare Celery, the project, its peers, Redis itself.
 PEERS = {
     "bare": "bare Celery",
-    "project": "this project, everything on",
+    "project": "this project, everything on (SQLite)",
+    "project, PostgreSQL": "this project, everything on (PostgreSQL)",
     "project floor": "this project, every optional piece off",
     "rq": "RQ",
     "dramatiq": "Dramatiq",

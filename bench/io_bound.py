@@ -2,9 +2,9 @@
 
     .venv/bin/python -m bench.io_bound [--quick] [--repeat 3] [--out DIR]
 
-Each task POSTs with httpx (one client per process, its connections reused) to a receiver on
-loopback that answers after 100 ms, as webhooks and SMTP wait on remote servers, inside the
-project's task machinery (`job_task`: app context, session, signals, logs at INFO).
+Each task POSTs to a receiver on loopback that answers after 100 ms, as webhooks and SMTP wait
+on remote servers, through the webhooks' own transport (`service.outbound.http.post`) and inside
+the project's task machinery (`job_task`: app context, session, signals, logs at INFO).
 One worker (one pod) drains a burst of N such tasks under each pool, the variants interleaved
 and repeated:
 
@@ -35,16 +35,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 import flask_migrate
-import httpx
 import redis
 
 from harness.processes import stop, wait_until
 from harness.redis_server import RedisServer
 from harness.stack import BIN, ROOT, celery_client, spawn, stack_environment, stack_flask_app
+from service.outbound.egress import Destination
+from service.outbound.http import post
 from service.reliability.task import job_task
 
 from .common import interleave, parser, ratios, spread, summary_of, write_result
@@ -61,19 +63,19 @@ TARGET = 10.0
 QUEUE = "default"
 
 
-#: One HTTP client per process (a prefork child, a gevent or threads worker), as a service
-#: keeps one per destination: its connections are reused, and its TLS context is built once.
-_clients: dict[int, httpx.Client] = {}
-
-
 @job_task("bench.io_wait", store_result=False)
 def io_wait(port: int) -> int:
-    """POST to the receiver on loopback and wait for its answer; its status."""
-    client = _clients.get(os.getpid())
-    if client is None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        client = _clients[os.getpid()] = httpx.Client(timeout=10.0, limits=limits, trust_env=False)
-    return client.post(f"http://127.0.0.1:{port}/hook", content=b"{}").status_code
+    """POST to the receiver on loopback through the webhooks' own transport
+    (`service.outbound.http.post`: a pinned connection per delivery), and wait for its answer;
+    its status."""
+    destination = Destination(
+        url=f"http://127.0.0.1:{port}/hook",
+        scheme="http",
+        host="127.0.0.1",
+        port=port,
+        addresses=(ip_address("127.0.0.1"),),
+    )
+    return post(destination, b"{}", {"Content-Type": "application/json"}, 10.0, 4096)
 
 
 class Receiver:

@@ -13,7 +13,14 @@ Celery enforces `task_time_limit` in the prefork pool and in gevent's, and
 - gives a gevent worker a broker connection pool larger than its concurrency: every greenlet
   acknowledges its own message through that pool, and kombu's default of 10 connections made
   acknowledgements fail (`MaxConnectionsError`) when more tasks ended at once, leaving their
-  messages unacknowledged to run again after the visibility timeout.
+  messages unacknowledged to run again after the visibility timeout;
+- gives a gevent worker's greenlets one result backend: Celery keeps a backend that is not
+  marked thread-safe (Redis') per thread, which under gevent means per greenlet, and the pool
+  runs every task in a new greenlet, so every task built a new Redis result backend (15% of
+  the worker's CPU on IO-bound tasks, `bench.io_bound`). Its client takes a connection from its
+  pool per command, which greenlets share as they share the broker's; the one part that is
+  not safe to share, the subscription that waits for results, serves `AsyncResult.get`, which
+  Celery refuses inside a task.
 
 Either limit takes effect where the greenlet yields (a socket, a lock, a sleep): under gevent a
 task that computes, or blocks in a C library that was not made cooperative, holds the whole
@@ -74,6 +81,7 @@ class PoolGuard(bootsteps.Step):  # type: ignore[misc]
         if pool == "gevent":
             worker.pool_cls = _gevent_pool()
             _enough_broker_connections(worker.app.conf, worker.concurrency)
+            _one_result_backend(worker.app)
         super().__init__(worker, **kwargs)
 
 
@@ -88,3 +96,9 @@ def _enough_broker_connections(conf: Any, concurrency: int) -> None:
     if int(options.get("max_connections") or 0) < wanted:
         options["max_connections"] = wanted
         conf.broker_transport_options = options
+
+
+def _one_result_backend(app: Any) -> None:
+    # Celery's own cache for a backend it may share (`Celery._backend`, used when the backend
+    # says it is thread-safe); the backend is built here, in the worker's main greenlet.
+    app._backend_cache = app.backend

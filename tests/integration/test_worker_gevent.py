@@ -176,6 +176,8 @@ def test_io_bound_tasks_wait_together_in_one_process_on_postgresql(
         assert {d[2] for d in done} == {"204"}
         assert len({d[3] for d in done}) == 1  # one process
         assert {d[4] for d in done} != {"wait_c"}  # psycopg waits cooperatively
+        # one result backend for every greenlet, not one built per task
+        assert len({d[5] for d in done}) == 1
         # the waits overlapped: one process held them all at once
         assert receiver.most == TASKS
         assert sorted(users_named(stack, "call")) == sorted(f"call {n}" for n in range(TASKS))

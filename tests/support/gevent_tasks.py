@@ -53,7 +53,10 @@ def row_then_hang(n: int, hold: float) -> None:
 @job_task("tests.gevent.call_out", key=lambda n, port: f"call-out:{n}", store_result=False)
 def call_out(n: int, port: int) -> None:
     """POST to the receiver on loopback through the webhook transport (pinned httpx/httpcore),
-    send a mail (smtplib), then create the User row of `n` in the task's session."""
+    send a mail (smtplib), then create the User row of `n` in the task's session. Notes, with
+    the outcome, the identity of the result backend this greenlet sees, taken before the
+    waits, while every other task's greenlet (and any backend of its own) is alive too."""
+    backend = id(current_celery.backend)
     destination = Destination(
         url=f"http://127.0.0.1:{port}/hooks/{n}",
         scheme="http",
@@ -66,7 +69,7 @@ def call_out(n: int, port: int) -> None:
     db.session.add(User(email=f"call-{n}-{uuid4().hex[:8]}@example.com", name=f"call {n}"))
     waiting = sys.modules.get("psycopg.waiting")
     wait = getattr(getattr(waiting, "wait", None), "__name__", "-")
-    note("done", n, status, os.getpid(), wait)
+    note("done", n, status, os.getpid(), wait, backend)
 
 
 @shared_task(name="tests.gevent.compute")

@@ -41,4 +41,6 @@ class ConsumerChannel(bootsteps.StartStopStep):  # type: ignore[misc]
         def deadline(headers: Mapping[str, Any]) -> float:
             return inflight.deadline_of(headers, parent.app, worker_limit)
 
-        inflight.track_in_pipelines(channel.qos, deadline)
+        qos = getattr(channel, "qos", None)  # kombu's virtual transports; py-amqp has none
+        if qos is not None:
+            inflight.track_in_pipelines(qos, deadline)

@@ -108,9 +108,12 @@ def track_in_pipelines(qos: Any, deadline: Callable[[Mapping[str, Any]], float])
             yield opened
 
     def append_tracked(message: Any, delivery_tag: Any) -> None:
-        entry = _entry_of(message)
-        if entry is not None:
-            adding.append((*entry, deadline(message.headers)))
+        try:
+            entry = _entry_of(message)
+            if entry is not None:
+                adding.append((*entry, deadline(message.headers)))
+        except Exception as exc:  # noqa: BLE001 - scaling data never stops a delivery
+            log.warning("not counting message %s as in flight: %r", delivery_tag, exc)
         append(message, delivery_tag)  # its pipeline comes from `pipe_with_entries`
 
     def remove_tracked(delivery_tag: Any, pipe: Any = None) -> Any:

@@ -99,5 +99,20 @@ def test_an_entry_goes_with_a_rejection_and_a_return_to_the_queue(
     assert client.llen(QUEUE) == 1  # back in its list, where KEDA counts it
 
 
+def test_a_message_whose_deadline_cannot_be_read_is_delivered_without_an_entry(
+    channel: tuple[Any, list[Any], redis.Redis],
+) -> None:
+    chan, received, client = channel
+    Producer(chan).publish({}, exchange=QUEUE, routing_key=QUEUE, serializer="json",
+                           headers={"id": "odd", "task": "tests.sleep",
+                                    "timelimit": ["soon", None]})  # fmt: skip
+    chan.connection.client.drain_events(timeout=5)
+    assert received[-1].headers["id"] == "odd"
+    assert client.hlen(chan.unacked_key) == 1  # delivered and recorded by kombu
+    assert client.zcard(inflight_key(QUEUE)) == 0
+    received[-1].ack()
+    assert client.hlen(chan.unacked_key) == 0
+
+
 def test_every_worker_of_the_app_runs_the_step() -> None:
     assert ConsumerChannel in create_app().extensions["celery"].steps["consumer"]

@@ -35,18 +35,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 import flask_migrate
 import redis
 
+from harness.outbound import post_to_loopback
 from harness.processes import stop, wait_until
 from harness.redis_server import RedisServer
 from harness.stack import BIN, ROOT, celery_client, spawn, stack_environment, stack_flask_app
-from service.outbound.egress import Destination
-from service.outbound.http import post
 from service.reliability.task import job_task
 
 from .common import interleave, parser, ratios, spread, summary_of, write_result
@@ -68,14 +66,7 @@ def io_wait(port: int) -> int:
     """POST to the receiver on loopback through the webhooks' own transport
     (`service.outbound.http.post`: a pinned connection per delivery), and wait for its answer;
     its status."""
-    destination = Destination(
-        url=f"http://127.0.0.1:{port}/hook",
-        scheme="http",
-        host="127.0.0.1",
-        port=port,
-        addresses=(ip_address("127.0.0.1"),),
-    )
-    return post(destination, b"{}", {"Content-Type": "application/json"}, 10.0, 4096)
+    return post_to_loopback(port, "/hook")
 
 
 class Receiver:

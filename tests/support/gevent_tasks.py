@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from ipaddress import ip_address
 from uuid import uuid4
 
 import redis
@@ -18,10 +17,9 @@ from celery import current_app as current_celery
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from harness.outbound import post_to_loopback
 from service.data.db import db
 from service.data.models import User
-from service.outbound.egress import Destination
-from service.outbound.http import post
 from service.outbound.mail import send_mail
 from service.reliability.task import job_task
 
@@ -57,14 +55,7 @@ def call_out(n: int, port: int) -> None:
     the outcome, the identity of the result backend this greenlet sees, taken before the
     waits, while every other task's greenlet (and any backend of its own) is alive too."""
     backend = id(current_celery.backend)
-    destination = Destination(
-        url=f"http://127.0.0.1:{port}/hooks/{n}",
-        scheme="http",
-        host="127.0.0.1",
-        port=port,
-        addresses=(ip_address("127.0.0.1"),),
-    )
-    status = post(destination, b"{}", {"Content-Type": "application/json"}, 10.0, 4096)
+    status = post_to_loopback(port, f"/hooks/{n}")
     send_mail("ada@example.com", f"call-out {n}", "body", f"<call-out-{n}@example.com>")
     db.session.add(User(email=f"call-{n}-{uuid4().hex[:8]}@example.com", name=f"call {n}"))
     waiting = sys.modules.get("psycopg.waiting")
